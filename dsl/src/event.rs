@@ -1,0 +1,373 @@
+//! The typed event every source produces and every rule reads.
+//!
+//! Field names follow the Elastic Common Schema so that the serde form of an
+//! [`Event`] *is* an ECS document, and rules written for Elastic read naturally.
+//! Text fields that a source may not know are `Option`s: EQL treats a missing
+//! field as `null`, which is not the same as an empty string.
+
+use std::net::IpAddr;
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+use crate::ecs_serde;
+
+/// One observed fact about a host: a process started, a file was written, a
+/// connection was made.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct Event {
+    /// Nanoseconds since the Unix epoch (ECS `@timestamp`).
+    #[serde(rename = "@timestamp", with = "ecs_serde::timestamp")]
+    pub timestamp_ns: i64,
+    #[serde(default)]
+    pub event: EventInfo,
+    #[serde(default)]
+    pub host: Host,
+    #[serde(default)]
+    pub process: Process,
+    #[serde(default, skip_serializing_if = "User::is_empty")]
+    pub user: User,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<File>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+}
+
+/// ECS `event.*`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct EventInfo {
+    #[serde(default, with = "ecs_serde::category")]
+    pub category: Category,
+    #[serde(
+        default,
+        rename = "type",
+        with = "ecs_serde::event_types",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub types: Vec<EventType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(
+        default,
+        with = "ecs_serde::opt_string_or_number",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+/// The ECS categories vigil routes rules by. ECS allows several per event;
+/// vigil keeps the most specific one (see [`Category::from_ecs_list`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Encode, Decode)]
+pub enum Category {
+    Process,
+    File,
+    Network,
+    Authentication,
+    Session,
+    Iam,
+    Configuration,
+    Library,
+    Malware,
+    Package,
+    Host,
+    #[default]
+    Other,
+}
+
+impl Category {
+    pub const ALL: [Category; 12] = [
+        Category::Process,
+        Category::File,
+        Category::Network,
+        Category::Authentication,
+        Category::Session,
+        Category::Iam,
+        Category::Configuration,
+        Category::Library,
+        Category::Malware,
+        Category::Package,
+        Category::Host,
+        Category::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Process => "process",
+            Category::File => "file",
+            Category::Network => "network",
+            Category::Authentication => "authentication",
+            Category::Session => "session",
+            Category::Iam => "iam",
+            Category::Configuration => "configuration",
+            Category::Library => "library",
+            Category::Malware => "malware",
+            Category::Package => "package",
+            Category::Host => "host",
+            Category::Other => "other",
+        }
+    }
+
+    /// Parses one ECS category name; unknown names are `None`.
+    pub fn parse(name: &str) -> Option<Category> {
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(name))
+            .or_else(|| name.eq_ignore_ascii_case("intrusion_detection").then_some(Category::Malware))
+    }
+
+    /// ECS lists often pair a specific category with the generic `host`
+    /// (`["host", "file"]`); the specific one is what rules select on.
+    pub fn from_ecs_list<'a>(names: impl IntoIterator<Item = &'a str>) -> Category {
+        let mut best = Category::Other;
+        for c in names.into_iter().filter_map(Category::parse) {
+            if best == Category::Other || (best == Category::Host && c != Category::Host) {
+                best = c;
+            }
+        }
+        best
+    }
+
+    /// Index into per-category tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// ECS `event.type` allowed values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum EventType {
+    Access,
+    Admin,
+    Allowed,
+    Change,
+    Connection,
+    Creation,
+    Deletion,
+    Denied,
+    End,
+    Error,
+    Group,
+    Indicator,
+    Info,
+    Installation,
+    Protocol,
+    Start,
+    User,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 17] = [
+        EventType::Access,
+        EventType::Admin,
+        EventType::Allowed,
+        EventType::Change,
+        EventType::Connection,
+        EventType::Creation,
+        EventType::Deletion,
+        EventType::Denied,
+        EventType::End,
+        EventType::Error,
+        EventType::Group,
+        EventType::Indicator,
+        EventType::Info,
+        EventType::Installation,
+        EventType::Protocol,
+        EventType::Start,
+        EventType::User,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Access => "access",
+            EventType::Admin => "admin",
+            EventType::Allowed => "allowed",
+            EventType::Change => "change",
+            EventType::Connection => "connection",
+            EventType::Creation => "creation",
+            EventType::Deletion => "deletion",
+            EventType::Denied => "denied",
+            EventType::End => "end",
+            EventType::Error => "error",
+            EventType::Group => "group",
+            EventType::Indicator => "indicator",
+            EventType::Info => "info",
+            EventType::Installation => "installation",
+            EventType::Protocol => "protocol",
+            EventType::Start => "start",
+            EventType::User => "user",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+/// ECS `host.*`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct Host {
+    #[serde(default, with = "ecs_serde::opt_string_or_number", skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Os::is_empty")]
+    pub os: Os,
+}
+
+/// ECS `host.os.*`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct Os {
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub os_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl Os {
+    fn is_empty(&self) -> bool {
+        self == &Os::default()
+    }
+}
+
+/// ECS `process.*`. `parent` holds the same fields one level up; vigil never
+/// nests deeper than that (ancestry comes from the process table instead).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct Process {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, with = "ecs_serde::opt_string_or_number", skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
+    #[serde(default, skip_serializing_if = "CodeSignature::is_empty")]
+    pub code_signature: CodeSignature,
+    #[serde(default, skip_serializing_if = "Hash::is_empty")]
+    pub hash: Hash,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Box<Process>>,
+}
+
+/// ECS `process.code_signature.*` (macOS signing facts).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct CodeSignature {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_binary: Option<bool>,
+}
+
+impl CodeSignature {
+    fn is_empty(&self) -> bool {
+        self == &CodeSignature::default()
+    }
+}
+
+/// ECS `process.hash.*`; macOS identifies code by its cdhash.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct Hash {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdhash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl Hash {
+    fn is_empty(&self) -> bool {
+        self == &Hash::default()
+    }
+}
+
+/// ECS `user.*`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct User {
+    #[serde(default, with = "ecs_serde::opt_string_or_number", skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl User {
+    fn is_empty(&self) -> bool {
+        self == &User::default()
+    }
+}
+
+/// ECS `file.*`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct File {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_path: Option<String>,
+}
+
+impl File {
+    /// A file record with `name` and `extension` derived from `path`, as ECS
+    /// producers fill them.
+    pub fn from_path(path: &str) -> File {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let extension = name
+            .rsplit_once('.')
+            .filter(|(stem, ext)| !stem.is_empty() && !ext.is_empty())
+            .map(|(_, ext)| ext.to_string());
+        File {
+            path: Some(path.to_string()),
+            name: Some(name.to_string()),
+            extension,
+            target_path: None,
+        }
+    }
+}
+
+/// ECS `source.*` / `destination.*`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct Endpoint {
+    #[serde(default, with = "ecs_serde::opt_ip", skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// ECS `network.*`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+pub struct Network {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+}
+
+impl Event {
+    /// Whether `event.type` holds `t`.
+    pub fn has_type(&self, t: EventType) -> bool {
+        self.event.types.contains(&t)
+    }
+}

@@ -1,0 +1,664 @@
+//! Type-checks a parsed query against the schema and turns it into a tree of
+//! native matchers. Every literal is converted once here: wildcards become
+//! [`Pattern`]s, CIDRs become [`Cidr`]s, category and type names become enums.
+
+use std::net::IpAddr;
+
+use super::ast::{self, CmpOp, Expr, MatchOp, Operand, Query};
+use super::fields::{self, FieldId, FieldKind, FieldValue};
+use super::matchers::{CiSet, Cidr, LiteralKind, Pattern, StrTest};
+use super::QueryError;
+use crate::event::{Category, Event, EventType};
+
+/// A compiled condition. Evaluation is three-valued as in Elasticsearch EQL:
+/// `None` is null (a missing field), and only `Some(true)` matches.
+#[derive(Debug, Clone)]
+pub enum Node {
+    Const(Option<bool>),
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Not(Box<Node>),
+    /// Any string of the field passes the test (lists: any element).
+    Str { field: FieldId, test: StrTest },
+    IsNull(FieldId),
+    Int { value: IntSrc, op: CmpOp, rhs: i64 },
+    Bool { field: FieldId, value: bool },
+    IpIn { field: FieldId, ips: Vec<IpAddr> },
+    Cidr { field: FieldId, nets: Vec<Cidr> },
+    /// `event.type == "start"` and friends.
+    HasType(Vec<EventType>),
+    CategoryIn(Vec<Category>),
+    /// Ordering on strings (`process.name < "m"`), rare.
+    StrOrd { field: FieldId, op: CmpOp, rhs: String },
+    /// Field against field, compared as text.
+    FieldEq { a: FieldId, b: FieldId },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum IntSrc {
+    Field(FieldId),
+    Length(FieldId),
+}
+
+impl Node {
+    pub fn eval(&self, e: &Event) -> Option<bool> {
+        match self {
+            Node::Const(v) => *v,
+            Node::And(terms) => {
+                let mut null = false;
+                for t in terms {
+                    match t.eval(e) {
+                        Some(false) => return Some(false),
+                        None => null = true,
+                        Some(true) => {}
+                    }
+                }
+                if null {
+                    None
+                } else {
+                    Some(true)
+                }
+            }
+            Node::Or(terms) => {
+                let mut null = false;
+                for t in terms {
+                    match t.eval(e) {
+                        Some(true) => return Some(true),
+                        None => null = true,
+                        Some(false) => {}
+                    }
+                }
+                if null {
+                    None
+                } else {
+                    Some(false)
+                }
+            }
+            Node::Not(inner) => inner.eval(e).map(|b| !b),
+            Node::Str { field, test } => field.get(e).any_str(|s| test.matches(s)),
+            Node::IsNull(field) => Some(matches!(field.get(e), FieldValue::Null)),
+            Node::Int { value, op, rhs } => {
+                let lhs = match value {
+                    IntSrc::Field(f) => match f.get(e) {
+                        FieldValue::Int(i) => i,
+                        _ => return None,
+                    },
+                    IntSrc::Length(f) => match f.get(e) {
+                        FieldValue::Str(s) => s.chars().count() as i64,
+                        FieldValue::StrList(l) => l.len() as i64,
+                        FieldValue::EventTypes(t) => t.len() as i64,
+                        _ => return None,
+                    },
+                };
+                Some(compare(lhs.cmp(rhs), *op))
+            }
+            Node::Bool { field, value } => match field.get(e) {
+                FieldValue::Bool(b) => Some(b == *value),
+                _ => None,
+            },
+            Node::IpIn { field, ips } => match field.get(e) {
+                FieldValue::Ip(ip) => Some(ips.contains(&ip)),
+                _ => None,
+            },
+            Node::Cidr { field, nets } => match field.get(e) {
+                FieldValue::Ip(ip) => Some(nets.iter().any(|n| n.contains(ip))),
+                _ => None,
+            },
+            Node::HasType(types) => {
+                if e.event.types.is_empty() {
+                    None
+                } else {
+                    Some(e.event.types.iter().any(|t| types.contains(t)))
+                }
+            }
+            Node::CategoryIn(cats) => Some(cats.contains(&e.event.category)),
+            Node::StrOrd { field, op, rhs } => match field.get(e) {
+                FieldValue::Str(s) => Some(compare(s.cmp(rhs.as_str()), *op)),
+                _ => None,
+            },
+            Node::FieldEq { a, b } => match (a.get(e).to_text(), b.get(e).to_text()) {
+                (Some(x), Some(y)) => Some(x == y),
+                _ => None,
+            },
+        }
+    }
+}
+
+fn compare(ord: std::cmp::Ordering, op: CmpOp) -> bool {
+    use std::cmp::Ordering::*;
+    match op {
+        CmpOp::Eq => ord == Equal,
+        CmpOp::Ne => ord != Equal,
+        CmpOp::Lt => ord == Less,
+        CmpOp::Le => ord != Greater,
+        CmpOp::Gt => ord == Greater,
+        CmpOp::Ge => ord != Less,
+    }
+}
+
+/// `<category> where <condition>`; `category: None` is `any`.
+#[derive(Debug, Clone)]
+pub struct EventFilter {
+    pub category: Option<Category>,
+    pub condition: Node,
+}
+
+impl EventFilter {
+    pub fn matches(&self, e: &Event) -> bool {
+        self.category.is_none_or(|c| c == e.event.category) && self.condition.eval(e) == Some(true)
+    }
+}
+
+/// One `[ ... ] by ...` of a sequence, with its full join key: the
+/// sequence-level `by` fields followed by the stage's own.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    pub filter: EventFilter,
+    /// `None` for an optional field the schema does not know: always null.
+    pub keys: Vec<Option<FieldId>>,
+}
+
+impl StageSpec {
+    /// The join key of `e`, or `None` when a key field is null (such events
+    /// never join a sequence).
+    pub fn key_of(&self, e: &Event) -> Option<Vec<String>> {
+        self.keys
+            .iter()
+            .map(|k| k.and_then(|f| f.get(e).to_text()))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SequenceSpec {
+    pub maxspan_ns: Option<i64>,
+    pub stages: Vec<StageSpec>,
+    pub until: Option<StageSpec>,
+    /// Names for the join key values in alerts (the first stage's fields).
+    pub key_names: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CompiledQuery {
+    Event(EventFilter),
+    Sequence(SequenceSpec),
+}
+
+impl CompiledQuery {
+    /// The categories this query can match; `None` in the list means any.
+    pub fn categories(&self) -> Vec<Option<Category>> {
+        match self {
+            CompiledQuery::Event(f) => vec![f.category],
+            CompiledQuery::Sequence(s) => s
+                .stages
+                .iter()
+                .chain(s.until.iter())
+                .map(|st| st.filter.category)
+                .collect(),
+        }
+    }
+}
+
+pub fn compile_query(q: &Query) -> Result<CompiledQuery, QueryError> {
+    match q {
+        Query::Event(eq) => Ok(CompiledQuery::Event(compile_event_query(eq)?)),
+        Query::Sequence(sq) => compile_sequence(sq).map(CompiledQuery::Sequence),
+    }
+}
+
+fn compile_sequence(sq: &ast::SequenceQuery) -> Result<SequenceSpec, QueryError> {
+    if sq.stages.iter().map(|s| s.runs as usize).sum::<usize>() > 100 {
+        return Err(QueryError::new(sq.offset, "a sequence may have at most 100 stages"));
+    }
+    let shared = resolve_keys(&sq.by)?;
+    let mut stages = Vec::new();
+    let mut key_names: Option<Vec<String>> = None;
+    let mut key_count = None;
+    for st in sq.stages.iter().chain(sq.until.iter()) {
+        let own = resolve_keys(&st.by)?;
+        let n = shared.len() + own.len();
+        match key_count {
+            None => key_count = Some(n),
+            Some(expected) if expected != n => {
+                return Err(QueryError::new(
+                    st.offset,
+                    format!("every stage needs the same number of join keys: the first has {expected}, this one {n}"),
+                ))
+            }
+            _ => {}
+        }
+        if key_names.is_none() {
+            key_names = Some(sq.by.iter().chain(st.by.iter()).map(|f| f.path.clone()).collect());
+        }
+        stages.push((st, own));
+    }
+    let mut compiled = Vec::new();
+    let mut until = None;
+    for (i, (st, own)) in stages.into_iter().enumerate() {
+        let spec = StageSpec {
+            filter: compile_event_query(&st.query)?,
+            keys: shared.iter().copied().chain(own).collect(),
+        };
+        if i >= sq.stages.len() {
+            until = Some(spec);
+        } else {
+            for _ in 0..st.runs {
+                compiled.push(spec.clone());
+            }
+        }
+    }
+    Ok(SequenceSpec {
+        maxspan_ns: sq.maxspan_ns,
+        stages: compiled,
+        until,
+        key_names: key_names.unwrap_or_default(),
+    })
+}
+
+fn resolve_keys(fields: &[ast::FieldRef]) -> Result<Vec<Option<FieldId>>, QueryError> {
+    fields
+        .iter()
+        .map(|f| match resolve_field(f)? {
+            Some(id) if matches!(id.kind(), FieldKind::Str | FieldKind::Int | FieldKind::Ip | FieldKind::Bool) => Ok(Some(id)),
+            Some(id) => Err(QueryError::new(
+                f.offset,
+                format!("`{}` is a {} and cannot be a join key", f.path, id.kind().name()),
+            )),
+            None => Ok(None),
+        })
+        .collect()
+}
+
+/// Resolves a field name; `Ok(None)` is an optional field unknown to the schema.
+fn resolve_field(f: &ast::FieldRef) -> Result<Option<FieldId>, QueryError> {
+    match fields::lookup(&f.path) {
+        Some(id) => Ok(Some(id)),
+        None if f.optional => Ok(None),
+        None => Err(QueryError::new(f.offset, unknown_field_message(&f.path))),
+    }
+}
+
+fn unknown_field_message(path: &str) -> String {
+    let prefix = path.rsplit_once('.').map_or(path, |(p, _)| p);
+    let near: Vec<&str> = fields::all_paths()
+        .filter(|p| p.starts_with(prefix) && p.len() <= prefix.len() + 30)
+        .take(6)
+        .collect();
+    if near.is_empty() {
+        format!("unknown field `{path}` (prefix it with `?` if it may be absent)")
+    } else {
+        format!("unknown field `{path}`; fields nearby: {}", near.join(", "))
+    }
+}
+
+pub fn compile_event_query(eq: &ast::EventQuery) -> Result<EventFilter, QueryError> {
+    let category = match &eq.category {
+        None => None,
+        Some((name, offset)) => Some(Category::parse(name).ok_or_else(|| {
+            QueryError::new(
+                *offset,
+                format!(
+                    "unknown event category `{name}` (known: any, {})",
+                    Category::ALL.map(|c| c.as_str()).join(", ")
+                ),
+            )
+        })?),
+    };
+    Ok(EventFilter {
+        category,
+        condition: compile_expr(&eq.condition)?,
+    })
+}
+
+fn compile_expr(e: &Expr) -> Result<Node, QueryError> {
+    Ok(match e {
+        Expr::And(terms) => Node::And(terms.iter().map(compile_expr).collect::<Result<_, _>>()?),
+        Expr::Or(terms) => Node::Or(terms.iter().map(compile_expr).collect::<Result<_, _>>()?),
+        Expr::Not(inner, _) => Node::Not(Box::new(compile_expr(inner)?)),
+        Expr::Truthy(op) => compile_truthy(op)?,
+        Expr::Compare { lhs, op, rhs, offset } => compile_compare(lhs, *op, rhs, *offset)?,
+        Expr::In {
+            value,
+            list,
+            insensitive,
+            negated,
+            offset,
+        } => {
+            let node = compile_in(value, list, *insensitive, *offset)?;
+            if *negated {
+                Node::Not(Box::new(node))
+            } else {
+                node
+            }
+        }
+        Expr::Match {
+            value,
+            op,
+            patterns,
+            offset,
+        } => compile_match(value, *op, patterns, *offset)?,
+    })
+}
+
+/// What an operand is, once names are resolved.
+enum Val<'a> {
+    Field(FieldId),
+    /// `?field` unknown to the schema: always null.
+    Missing,
+    Length(FieldId),
+    Str(&'a str, usize),
+    Int(i64),
+    Bool(bool),
+    Null,
+    Cond(Node),
+}
+
+fn value_of(op: &Operand) -> Result<Val<'_>, QueryError> {
+    Ok(match op {
+        Operand::Field(f) => match resolve_field(f)? {
+            Some(id) => Val::Field(id),
+            None => Val::Missing,
+        },
+        Operand::Str(s, o) => Val::Str(s, *o),
+        Operand::Int(i, _) => Val::Int(*i),
+        Operand::Bool(b, _) => Val::Bool(*b),
+        Operand::Null(_) => Val::Null,
+        Operand::Call { name, args, offset } => {
+            if name.eq_ignore_ascii_case("length") {
+                match args.as_slice() {
+                    [a] => match value_of(a)? {
+                        Val::Field(f) if matches!(f.kind(), FieldKind::Str | FieldKind::StrList | FieldKind::EventTypes) => Val::Length(f),
+                        Val::Missing => Val::Missing,
+                        _ => return Err(QueryError::new(a.offset(), "`length` needs a string or list field")),
+                    },
+                    _ => return Err(QueryError::new(*offset, "`length` takes exactly one argument")),
+                }
+            } else {
+                Val::Cond(compile_call(name, args, *offset)?)
+            }
+        }
+    })
+}
+
+fn compile_truthy(op: &Operand) -> Result<Node, QueryError> {
+    match value_of(op)? {
+        Val::Cond(n) => Ok(n),
+        Val::Bool(b) => Ok(Node::Const(Some(b))),
+        Val::Null | Val::Missing => Ok(Node::Const(None)),
+        Val::Field(f) if f.kind() == FieldKind::Bool => Ok(Node::Bool { field: f, value: true }),
+        _ => Err(QueryError::new(
+            op.offset(),
+            "expected a condition here (a comparison, a boolean field or a function such as cidrmatch)",
+        )),
+    }
+}
+
+fn compile_compare(lhs: &Operand, op: CmpOp, rhs: &Operand, offset: usize) -> Result<Node, QueryError> {
+    let (l, r) = (value_of(lhs)?, value_of(rhs)?);
+    // Put the field (or function) on the left.
+    let (l, r, op) = match (&l, &r) {
+        (Val::Str(..) | Val::Int(_) | Val::Bool(_) | Val::Null, Val::Field(_) | Val::Length(_) | Val::Missing | Val::Cond(_)) => {
+            (r, l, flip(op))
+        }
+        _ => (l, r, op),
+    };
+    let mismatch = |what: &str| -> QueryError {
+        QueryError::new(offset, format!("type mismatch: {what}"))
+    };
+    let eq_or_ne = |node: Node| -> Result<Node, QueryError> {
+        match op {
+            CmpOp::Eq => Ok(node),
+            CmpOp::Ne => Ok(Node::Not(Box::new(node))),
+            _ => Err(mismatch("only `==` and `!=` apply here")),
+        }
+    };
+    match (l, r) {
+        (Val::Missing, Val::Null) => Ok(Node::Const(Some(op == CmpOp::Eq))),
+        (Val::Missing, _) => Ok(Node::Const(None)),
+        (Val::Field(f), Val::Null) => eq_or_ne(Node::IsNull(f)),
+        (Val::Field(f), Val::Str(s, soff)) => match f.kind() {
+            FieldKind::Str | FieldKind::StrList => match op {
+                CmpOp::Eq | CmpOp::Ne => eq_or_ne(Node::Str {
+                    field: f,
+                    test: StrTest::Exact(vec![s.to_string()]),
+                }),
+                _ if f.kind() == FieldKind::Str => Ok(Node::StrOrd { field: f, op, rhs: s.to_string() }),
+                _ => Err(mismatch("lists cannot be ordered")),
+            },
+            FieldKind::EventTypes => eq_or_ne(Node::HasType(vec![event_type(s, soff)?])),
+            FieldKind::Category => eq_or_ne(Node::CategoryIn(vec![category(s, soff)?])),
+            FieldKind::Ip => eq_or_ne(Node::IpIn { field: f, ips: vec![ip(s, soff)?] }),
+            k => Err(mismatch(&format!("`{}` is a {}, not a string", f.path(), k.name()))),
+        },
+        (Val::Field(f), Val::Int(i)) if f.kind() == FieldKind::Int => Ok(Node::Int { value: IntSrc::Field(f), op, rhs: i }),
+        (Val::Length(f), Val::Int(i)) => Ok(Node::Int { value: IntSrc::Length(f), op, rhs: i }),
+        (Val::Field(f), Val::Bool(b)) if f.kind() == FieldKind::Bool => eq_or_ne(Node::Bool { field: f, value: b }),
+        (Val::Cond(n), Val::Bool(b)) => eq_or_ne(if b { n } else { Node::Not(Box::new(n)) }),
+        (Val::Field(a), Val::Field(b)) => {
+            if a.kind() != b.kind() {
+                return Err(mismatch(&format!(
+                    "`{}` is a {} but `{}` is a {}",
+                    a.path(),
+                    a.kind().name(),
+                    b.path(),
+                    b.kind().name()
+                )));
+            }
+            eq_or_ne(Node::FieldEq { a, b })
+        }
+        (Val::Field(_), Val::Missing) => Ok(Node::Const(None)),
+        (Val::Field(f), _) => Err(mismatch(&format!(
+            "`{}` is a {} and cannot be compared with that value",
+            f.path(),
+            f.kind().name()
+        ))),
+        (Val::Length(_), _) => Err(mismatch("`length(...)` compares with a number")),
+        (Val::Str(a, _), Val::Str(b, _)) => Ok(Node::Const(Some(compare(a.cmp(b), op)))),
+        (Val::Int(a), Val::Int(b)) => Ok(Node::Const(Some(compare(a.cmp(&b), op)))),
+        _ => Err(mismatch("these two values cannot be compared")),
+    }
+}
+
+fn flip(op: CmpOp) -> CmpOp {
+    match op {
+        CmpOp::Lt => CmpOp::Gt,
+        CmpOp::Le => CmpOp::Ge,
+        CmpOp::Gt => CmpOp::Lt,
+        CmpOp::Ge => CmpOp::Le,
+        other => other,
+    }
+}
+
+fn event_type(s: &str, offset: usize) -> Result<EventType, QueryError> {
+    EventType::parse(s).ok_or_else(|| {
+        QueryError::new(
+            offset,
+            format!(
+                "unknown event.type {s:?} (ECS allows: {})",
+                EventType::ALL.map(|t| t.as_str()).join(", ")
+            ),
+        )
+    })
+}
+
+fn category(s: &str, offset: usize) -> Result<Category, QueryError> {
+    Category::parse(s).ok_or_else(|| QueryError::new(offset, format!("unknown event.category {s:?}")))
+}
+
+fn ip(s: &str, offset: usize) -> Result<IpAddr, QueryError> {
+    s.parse()
+        .map_err(|_| QueryError::new(offset, format!("{s:?} is not an IP address")))
+}
+
+/// The string literals of a list, or an error at the first non-string.
+fn string_literals(list: &[Operand]) -> Result<Vec<(&str, usize)>, QueryError> {
+    list.iter()
+        .map(|o| match o {
+            Operand::Str(s, off) => Ok((s.as_str(), *off)),
+            other => Err(QueryError::new(other.offset(), "expected a string literal")),
+        })
+        .collect()
+}
+
+fn compile_in(value: &Operand, list: &[Operand], insensitive: bool, offset: usize) -> Result<Node, QueryError> {
+    let field = match value_of(value)? {
+        Val::Field(f) => f,
+        Val::Missing => return Ok(Node::Const(None)),
+        _ => return Err(QueryError::new(offset, "`in` needs a field on its left")),
+    };
+    match field.kind() {
+        FieldKind::Str | FieldKind::StrList => {
+            let values = string_literals(list)?;
+            let test = if insensitive {
+                StrTest::ExactCi(CiSet::new(values.iter().map(|(s, _)| s.to_string())))
+            } else {
+                StrTest::Exact(values.iter().map(|(s, _)| s.to_string()).collect())
+            };
+            Ok(Node::Str { field, test })
+        }
+        FieldKind::EventTypes => Ok(Node::HasType(
+            string_literals(list)?
+                .into_iter()
+                .map(|(s, o)| event_type(s, o))
+                .collect::<Result<_, _>>()?,
+        )),
+        FieldKind::Category => Ok(Node::CategoryIn(
+            string_literals(list)?
+                .into_iter()
+                .map(|(s, o)| category(s, o))
+                .collect::<Result<_, _>>()?,
+        )),
+        FieldKind::Ip => Ok(Node::IpIn {
+            field,
+            ips: string_literals(list)?
+                .into_iter()
+                .map(|(s, o)| ip(s, o))
+                .collect::<Result<_, _>>()?,
+        }),
+        FieldKind::Int => {
+            let nodes = list
+                .iter()
+                .map(|o| match o {
+                    Operand::Int(i, _) => Ok(Node::Int { value: IntSrc::Field(field), op: CmpOp::Eq, rhs: *i }),
+                    other => Err(QueryError::new(other.offset(), "expected a number")),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Node::Or(nodes))
+        }
+        FieldKind::Bool => Err(QueryError::new(offset, "`in` does not apply to a boolean field")),
+    }
+}
+
+fn compile_match(value: &Operand, op: MatchOp, patterns: &[Operand], offset: usize) -> Result<Node, QueryError> {
+    let field = match value_of(value)? {
+        Val::Field(f) => f,
+        Val::Missing => return Ok(Node::Const(None)),
+        _ => return Err(QueryError::new(offset, "pattern matching needs a field on its left")),
+    };
+    if matches!(field.kind(), FieldKind::Int | FieldKind::Bool) {
+        return Err(QueryError::new(
+            offset,
+            format!("type mismatch: `{}` is a {}, not a string", field.path(), field.kind().name()),
+        ));
+    }
+    let pats = string_literals(patterns)?;
+    let test = match op {
+        MatchOp::Colon | MatchOp::Like { .. } => {
+            let insensitive = !matches!(op, MatchOp::Like { insensitive: false });
+            if insensitive && pats.iter().all(|(p, _)| !p.contains(['*', '?'])) {
+                StrTest::ExactCi(CiSet::new(pats.iter().map(|(p, _)| p.to_string())))
+            } else {
+                StrTest::Patterns(pats.iter().map(|(p, _)| Pattern::wildcard(p, insensitive)).collect())
+            }
+        }
+        MatchOp::Regex { insensitive } => {
+            // Elasticsearch regexes match the whole value.
+            let alternatives: Vec<String> = pats.iter().map(|(p, _)| format!("(?:{p})")).collect();
+            let full = format!("^(?:{})$", alternatives.join("|"));
+            let re = regex::RegexBuilder::new(&full)
+                .case_insensitive(insensitive)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| {
+                    let at = pats.first().map_or(offset, |(_, o)| *o);
+                    QueryError::new(at, format!("invalid regex: {}", first_line(&e.to_string())))
+                })?;
+            StrTest::Regex(re)
+        }
+    };
+    Ok(Node::Str { field, test })
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().last().unwrap_or(s).trim()
+}
+
+fn compile_call(name: &str, args: &[Operand], offset: usize) -> Result<Node, QueryError> {
+    let lower = name.to_ascii_lowercase();
+    let (base, insensitive) = match lower.strip_suffix('~') {
+        Some(b) => (b, true),
+        None => (lower.as_str(), false),
+    };
+    let (first, rest) = args
+        .split_first()
+        .ok_or_else(|| QueryError::new(offset, format!("`{name}` needs arguments")))?;
+    if rest.is_empty() {
+        return Err(QueryError::new(offset, format!("`{name}` needs at least two arguments")));
+    }
+    let field = match value_of(first)? {
+        Val::Field(f) => Some(f),
+        Val::Missing => None,
+        _ => return Err(QueryError::new(first.offset(), format!("the first argument of `{name}` must be a field"))),
+    };
+    let literal = |kind| -> Result<StrTest, QueryError> {
+        Ok(StrTest::Patterns(
+            string_literals(rest)?
+                .into_iter()
+                .map(|(s, _)| Pattern::literal(kind, s, insensitive))
+                .collect(),
+        ))
+    };
+    let test = match base {
+        "cidrmatch" => {
+            let nets = string_literals(rest)?
+                .into_iter()
+                .map(|(s, o)| Cidr::parse(s).map_err(|m| QueryError::new(o, m)))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(match field {
+                None => Node::Const(None),
+                Some(f) if f.kind() == FieldKind::Ip => Node::Cidr { field: f, nets },
+                Some(f) => {
+                    return Err(QueryError::new(
+                        first.offset(),
+                        format!("type mismatch: cidrmatch needs an IP field, `{}` is a {}", f.path(), f.kind().name()),
+                    ))
+                }
+            });
+        }
+        "startswith" => literal(LiteralKind::Prefix)?,
+        "endswith" => literal(LiteralKind::Suffix)?,
+        "stringcontains" => literal(LiteralKind::Contains)?,
+        "wildcard" => StrTest::Patterns(
+            string_literals(rest)?
+                .into_iter()
+                .map(|(s, _)| Pattern::wildcard(s, true))
+                .collect(),
+        ),
+        _ => {
+            return Err(QueryError::new(
+                offset,
+                format!("unknown function `{name}` (known: cidrmatch, startswith, endswith, stringcontains, wildcard, length; add `~` for case-insensitive)"),
+            ))
+        }
+    };
+    Ok(match field {
+        None => Node::Const(None),
+        Some(f) if matches!(f.kind(), FieldKind::Int | FieldKind::Bool) => {
+            return Err(QueryError::new(
+                first.offset(),
+                format!("type mismatch: `{name}` needs a string field, `{}` is a {}", f.path(), f.kind().name()),
+            ))
+        }
+        Some(f) => Node::Str { field: f, test },
+    })
+}
