@@ -15,3 +15,8 @@ pub mod query;
 pub mod time;
 
 pub use event::Event;
+pub mod alert;
+pub mod correlate;
+pub mod rules;
+pub mod fixture;
+pub mod shipped;

@@ -1,0 +1,112 @@
+//! What a rule match produces: the rule's metadata, the matched events in
+//! order and the join key, with a stable id for de-duplication downstream.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ecs_serde;
+use crate::event::Event;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s.to_ascii_lowercase().as_str() {
+            "low" => Some(Severity::Low),
+            "medium" => Some(Severity::Medium),
+            "high" => Some(Severity::High),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Elastic's default risk score for each severity.
+    pub fn default_risk(self) -> u8 {
+        match self {
+            Severity::Low => 21,
+            Severity::Medium => 47,
+            Severity::High => 73,
+            Severity::Critical => 99,
+        }
+    }
+}
+
+/// The rule block of an alert (the `kibana.alert.rule` of Elastic).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRule {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub severity: Severity,
+    pub risk_score: u8,
+    /// MITRE ATT&CK technique and tactic ids (`T1059`, `TA0002`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mitre: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Stable for the same rule and events: sinks de-duplicate by it.
+    pub id: String,
+    /// The time of the last matched event.
+    #[serde(rename = "@timestamp", with = "ecs_serde::timestamp")]
+    pub timestamp_ns: i64,
+    #[serde(with = "ecs_serde::timestamp")]
+    pub first_timestamp_ns: i64,
+    pub rule: AlertRule,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    /// Join key field → value, for sequences.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub join_key: BTreeMap<String, String>,
+    pub events: Vec<Event>,
+    /// Context the rule asked for (`ancestry`, `window:60s`), filled in by the agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context_requests: Vec<String>,
+    /// Fields added by the rule's `on_match` hook.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub enrichments: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A deterministic 128-bit id (two FNV-1a lanes) over the rule id and the
+/// identity of each matched event.
+pub fn alert_id(rule_id: &str, events: &[Event]) -> String {
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut b: u64 = 0x6c62_272e_07bb_0142;
+    let mut feed = |bytes: &[u8]| {
+        for &x in bytes {
+            a = (a ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            b = (b ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+        }
+        a = a.wrapping_mul(0x0000_0100_0000_01b3) ^ 0xff;
+    };
+    feed(rule_id.as_bytes());
+    for e in events {
+        feed(&e.timestamp_ns.to_le_bytes());
+        feed(e.process.entity_id.as_deref().unwrap_or("").as_bytes());
+        feed(e.event.id.as_deref().unwrap_or("").as_bytes());
+        feed(e.event.action.as_deref().unwrap_or("").as_bytes());
+        feed(e.host.id.as_deref().unwrap_or("").as_bytes());
+    }
+    format!("{a:016x}{b:016x}")
+}

@@ -1,0 +1,263 @@
+//! Runs compiled queries over a stream of events: single-event filters match
+//! at once; sequences keep bounded per-key state in event time.
+//!
+//! Sequence semantics follow EQL: for each join key at most one partial
+//! sequence waits at each stage; a later match of stage 0 replaces it; an
+//! event is offered to the stages from last to first so one event never
+//! advances a sequence twice. Events up to `reorder_window_ns` late are held
+//! briefly so a stage that arrives before its predecessor still joins.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::event::Event;
+use crate::query::{CompiledQuery, SequenceSpec};
+
+#[derive(Debug, Clone, Copy)]
+pub struct CorrelatorConfig {
+    /// Open partial sequences kept per rule; the oldest is evicted beyond it.
+    pub max_open_per_rule: usize,
+    /// How late (in event time) an event may arrive and still join.
+    pub reorder_window_ns: i64,
+    /// Early stage events held per rule while waiting for a late predecessor.
+    pub max_late_per_rule: usize,
+}
+
+impl Default for CorrelatorConfig {
+    fn default() -> Self {
+        CorrelatorConfig {
+            max_open_per_rule: 10_000,
+            reorder_window_ns: 2_000_000_000,
+            max_late_per_rule: 1_024,
+        }
+    }
+}
+
+/// Counters for `status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SequenceStats {
+    pub open: usize,
+    pub evicted: u64,
+    pub expired: u64,
+    pub completed: u64,
+}
+
+/// A completed match: the events in order and the join key values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Match {
+    pub events: Vec<Event>,
+    pub key: Vec<String>,
+}
+
+type JoinKey = Vec<String>;
+
+struct Partial {
+    id: u64,
+    events: Vec<Event>,
+    first_ts: i64,
+    last_ts: i64,
+}
+
+struct LateEvent {
+    stage: usize,
+    key: JoinKey,
+    event: Event,
+}
+
+/// The state of one sequence rule.
+pub struct SequenceState {
+    /// `waiting[i]`: partials that have matched stages `0..=i`.
+    waiting: Vec<HashMap<JoinKey, Partial>>,
+    /// Creation order of partials, for oldest-first eviction and expiry;
+    /// entries whose partial is gone are skipped lazily.
+    order: VecDeque<(u64, i64, JoinKey)>,
+    late: VecDeque<LateEvent>,
+    next_id: u64,
+    watermark: i64,
+    stats: SequenceStats,
+}
+
+impl SequenceState {
+    pub fn new(spec: &SequenceSpec) -> SequenceState {
+        SequenceState {
+            waiting: (0..spec.stages.len().saturating_sub(1)).map(|_| HashMap::new()).collect(),
+            order: VecDeque::new(),
+            late: VecDeque::new(),
+            next_id: 0,
+            watermark: i64::MIN,
+            stats: SequenceStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> SequenceStats {
+        SequenceStats {
+            open: self.waiting.iter().map(HashMap::len).sum(),
+            ..self.stats
+        }
+    }
+
+    /// Offers one event; completed sequences are pushed to `out`.
+    pub fn process(&mut self, spec: &SequenceSpec, cfg: &CorrelatorConfig, e: &Event, out: &mut Vec<Match>) {
+        self.watermark = self.watermark.max(e.timestamp_ns);
+        self.expire(spec, cfg);
+        if let Some(until) = &spec.until {
+            if until.filter.matches(e) {
+                if let Some(key) = until.key_of(e) {
+                    for stage in &mut self.waiting {
+                        stage.remove(&key);
+                    }
+                }
+            }
+        }
+        let last = spec.stages.len() - 1;
+        for i in (0..=last).rev() {
+            let stage = &spec.stages[i];
+            if !stage.filter.matches(e) {
+                continue;
+            }
+            let Some(key) = stage.key_of(e) else { continue };
+            if i == 0 {
+                let partial = Partial {
+                    id: self.next_id,
+                    events: vec![e.clone()],
+                    first_ts: e.timestamp_ns,
+                    last_ts: e.timestamp_ns,
+                };
+                self.next_id += 1;
+                self.place(spec, cfg, 0, key, partial, out);
+            } else if !self.advance(spec, cfg, i, &key, e, out) && cfg.reorder_window_ns > 0 {
+                self.late.push_back(LateEvent {
+                    stage: i,
+                    key,
+                    event: e.clone(),
+                });
+                while self.late.len() > cfg.max_late_per_rule {
+                    self.late.pop_front();
+                }
+            }
+        }
+        self.enforce_bound(cfg);
+    }
+
+    /// Tries to extend the partial waiting before stage `i` with `e`.
+    fn advance(&mut self, spec: &SequenceSpec, cfg: &CorrelatorConfig, i: usize, key: &JoinKey, e: &Event, out: &mut Vec<Match>) -> bool {
+        let prev = &mut self.waiting[i - 1];
+        let Some(p) = prev.get(key) else { return false };
+        if e.timestamp_ns < p.last_ts || !within(spec, p.first_ts, e.timestamp_ns) {
+            return false;
+        }
+        let mut p = prev.remove(key).expect("just looked up");
+        p.events.push(e.clone());
+        p.last_ts = e.timestamp_ns;
+        self.place(spec, cfg, i, key.clone(), p, out);
+        true
+    }
+
+    /// Stores a partial that has matched stage `i`, or emits it if complete;
+    /// then lets a held late event continue it.
+    fn place(&mut self, spec: &SequenceSpec, cfg: &CorrelatorConfig, i: usize, key: JoinKey, p: Partial, out: &mut Vec<Match>) {
+        if i == spec.stages.len() - 1 {
+            self.stats.completed += 1;
+            out.push(Match { events: p.events, key });
+            return;
+        }
+        if p.events.len() == 1 {
+            self.order.push_back((p.id, p.first_ts, key.clone()));
+        }
+        let (first_ts, last_ts) = (p.first_ts, p.last_ts);
+        self.waiting[i].insert(key.clone(), p);
+        // A later stage that arrived early (out of order) may now join.
+        let held = self.late.iter().position(|l| {
+            l.stage == i + 1
+                && l.key == key
+                && l.event.timestamp_ns >= last_ts
+                && within(spec, first_ts, l.event.timestamp_ns)
+        });
+        if let Some(pos) = held {
+            let l = self.late.remove(pos).expect("position is in range");
+            self.advance(spec, cfg, i + 1, &l.key, &l.event, out);
+        }
+    }
+
+    fn expire(&mut self, spec: &SequenceSpec, cfg: &CorrelatorConfig) {
+        let horizon = self.watermark.saturating_sub(cfg.reorder_window_ns);
+        self.late.retain(|l| l.event.timestamp_ns >= horizon.saturating_sub(spec.maxspan_ns.unwrap_or(0)));
+        let Some(span) = spec.maxspan_ns else { return };
+        while let Some((id, first_ts, _)) = self.order.front() {
+            if first_ts.saturating_add(span) >= horizon {
+                break;
+            }
+            let (id, _, key) = (*id, (), self.order.pop_front().expect("front exists").2);
+            if self.remove_partial(id, &key) {
+                self.stats.expired += 1;
+            }
+        }
+    }
+
+    fn enforce_bound(&mut self, cfg: &CorrelatorConfig) {
+        let mut open: usize = self.waiting.iter().map(HashMap::len).sum();
+        while open > cfg.max_open_per_rule {
+            let Some((id, _, key)) = self.order.pop_front() else { break };
+            if self.remove_partial(id, &key) {
+                self.stats.evicted += 1;
+                open -= 1;
+            }
+        }
+        // Drop bookkeeping for partials that completed or were replaced.
+        if self.order.len() > 2 * open + 64 {
+            let waiting = &self.waiting;
+            self.order
+                .retain(|(id, _, key)| waiting.iter().any(|w| w.get(key).is_some_and(|p| p.id == *id)));
+        }
+    }
+
+    fn remove_partial(&mut self, id: u64, key: &JoinKey) -> bool {
+        for stage in &mut self.waiting {
+            if stage.get(key).is_some_and(|p| p.id == id) {
+                stage.remove(key);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn within(spec: &SequenceSpec, first_ts: i64, ts: i64) -> bool {
+    spec.maxspan_ns.is_none_or(|span| ts.saturating_sub(first_ts) <= span)
+}
+
+/// Per-query state: nothing for filters, a [`SequenceState`] for sequences.
+pub enum QueryState {
+    Filter,
+    Sequence(Box<SequenceState>),
+}
+
+impl QueryState {
+    pub fn new(q: &CompiledQuery) -> QueryState {
+        match q {
+            CompiledQuery::Event(_) => QueryState::Filter,
+            CompiledQuery::Sequence(s) => QueryState::Sequence(Box::new(SequenceState::new(s))),
+        }
+    }
+
+    pub fn process(&mut self, q: &CompiledQuery, cfg: &CorrelatorConfig, e: &Event, out: &mut Vec<Match>) {
+        match (self, q) {
+            (QueryState::Filter, CompiledQuery::Event(f)) => {
+                if f.matches(e) {
+                    out.push(Match {
+                        events: vec![e.clone()],
+                        key: Vec::new(),
+                    });
+                }
+            }
+            (QueryState::Sequence(state), CompiledQuery::Sequence(spec)) => state.process(spec, cfg, e, out),
+            _ => unreachable!("QueryState is always built from the same query"),
+        }
+    }
+
+    pub fn stats(&self) -> SequenceStats {
+        match self {
+            QueryState::Filter => SequenceStats::default(),
+            QueryState::Sequence(s) => s.stats(),
+        }
+    }
+}
