@@ -1,1 +1,34 @@
-fn main() {}
+//! `vigil`: the endpoint agent and its command-line tools.
+//!
+//! This binary wires the `dsl` (events, rules) and `spool` (history) crates to
+//! the operating system: sources, pipeline, outputs and the CLI. Exit codes:
+//! 0 ok, 1 nothing found or a check failed, 2 usage or I/O error.
+
+mod cli;
+mod commands;
+mod event_store;
+mod hunt;
+mod rule_files;
+mod timearg;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match commands::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vigil: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -71,7 +71,7 @@ pub struct Alert {
     /// The time of the last matched event.
     #[serde(rename = "@timestamp", with = "ecs_serde::timestamp")]
     pub timestamp_ns: i64,
-    #[serde(with = "ecs_serde::timestamp")]
+    #[serde(rename = "first_timestamp", with = "ecs_serde::timestamp")]
     pub first_timestamp_ns: i64,
     pub rule: AlertRule,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,132 @@
+//! Command-line interface definition.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "vigil", version, about = "Low-footprint endpoint agent: collect, spool, correlate, hunt.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run events from NDJSON files through the rules; print alerts as NDJSON.
+    Replay(ReplayArgs),
+    /// Search the spooled history with a query or a rule.
+    Hunt(HuntArgs),
+    /// Check, test and list rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Inspect a spool file.
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// ECS NDJSON files (`-` for stdin).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Directory of extra `*.rhai` rule files (may override shipped rules by id).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Use only the rules from --rules, not the shipped ones.
+    #[arg(long)]
+    pub no_shipped_rules: bool,
+    /// Also write the events into this spool file.
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    /// Spool size for a new spool, in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub spool_size_mb: u64,
+    /// Sleep between events to reproduce their recorded pace.
+    #[arg(long)]
+    pub pace: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HuntArgs {
+    /// The query (same language as rules), e.g. `process where process.name : "curl"`.
+    #[arg(required_unless_present = "rule")]
+    pub query: Option<String>,
+    /// Hunt with a rule instead: a shipped rule id or a `.rhai` file.
+    #[arg(long, conflicts_with = "query")]
+    pub rule: Option<String>,
+    /// The spool file to search.
+    #[arg(long, default_value = crate::commands::DEFAULT_SPOOL)]
+    pub spool: PathBuf,
+    /// Start of the window: a duration back from now (`2h`) or RFC 3339.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// End of the window: a duration back from now or RFC 3339.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Stop after this many results.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// NDJSON output (the default when stdout is not a terminal).
+    #[arg(long, conflicts_with_all = ["table", "count"])]
+    pub json: bool,
+    /// An aligned table of `--fields`.
+    #[arg(long, conflicts_with = "count")]
+    pub table: bool,
+    /// Print only the number of matches.
+    #[arg(long)]
+    pub count: bool,
+    /// Count matches per value of this field, most frequent first.
+    #[arg(long)]
+    pub count_by: Option<String>,
+    /// Columns for --table, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "@timestamp,host.id,event.action,process.pid,process.name,process.args")]
+    pub fields: Vec<String>,
+    /// Worker threads for decompression and filtering (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Load and compile every rule; report every error (exit 1 on any).
+    Check {
+        /// Rules directory (shipped rules are checked too).
+        dir: Option<PathBuf>,
+    },
+    /// Run every fixture case: `<dir>/fixtures/<rule-id>/<case>/{events,expected}.ndjson`.
+    Test {
+        /// Rules directory with a `fixtures/` folder (default: the shipped fixtures, if present).
+        dir: Option<PathBuf>,
+    },
+    /// List the loaded rules.
+    List {
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SpoolCommand {
+    /// Capacity, usage, time span, events, compression, damage.
+    Info {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the stored events.
+    Dump {
+        path: PathBuf,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        /// ECS NDJSON (default: one readable line per event).
+        #[arg(long)]
+        json: bool,
+    },
+}

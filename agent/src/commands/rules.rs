@@ -1,0 +1,127 @@
+//! `vigil rules check|test|list`.
+
+use std::fs;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use dsl::ecs::EcsReader;
+use dsl::fixture::{run_fixture, ExpectedAlert};
+
+use crate::cli::RulesCommand;
+use crate::rule_files;
+
+pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
+    match cmd {
+        RulesCommand::Check { dir } => check(dir.as_deref()),
+        RulesCommand::Test { dir } => test(dir.as_deref()),
+        RulesCommand::List { dir, json } => list(dir.as_deref(), json),
+    }
+}
+
+fn check(dir: Option<&Path>) -> Result<ExitCode> {
+    let out = rule_files::load(dir, true)?;
+    for e in &out.errors {
+        eprintln!("{e}");
+    }
+    eprintln!("{} rules loaded, {} errors", out.rules.len(), out.errors.len());
+    Ok(if out.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn list(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let out = rule_files::load(dir, true)?;
+    for e in &out.errors {
+        eprintln!("{e}");
+    }
+    for r in out.rules.rules() {
+        if json {
+            let doc = serde_json::json!({
+                "id": r.meta.id, "name": r.meta.name, "severity": r.meta.severity,
+                "risk_score": r.meta.risk_score, "mitre": r.meta.mitre, "tags": r.meta.tags,
+                "file": r.file, "query": r.query_text.trim(),
+            });
+            println!("{doc}");
+        } else {
+            println!("{:<45} {:<8} {:>3}  {}", r.meta.id, r.meta.severity.as_str(), r.meta.risk_score, r.meta.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The shipped rules' source folder, when running from a checkout.
+fn default_rules_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dsl/rules");
+    dir.join("fixtures").is_dir().then_some(dir)
+}
+
+fn test(dir: Option<&Path>) -> Result<ExitCode> {
+    let (fixtures_root, user_dir) = match dir {
+        Some(d) => (d.join("fixtures"), Some(d.to_path_buf())),
+        None => (
+            default_rules_dir()
+                .context("no rules directory given and the shipped fixtures are not on this machine")?
+                .join("fixtures"),
+            None,
+        ),
+    };
+    let out = rule_files::load(user_dir.as_deref(), true)?;
+    for e in &out.errors {
+        eprintln!("{e}");
+    }
+    let rules = Arc::new(out.rules);
+    let (mut passed, mut failed) = (0, 0);
+    let mut rule_dirs: Vec<PathBuf> = fs::read_dir(&fixtures_root)
+        .with_context(|| format!("reading {}", fixtures_root.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    rule_dirs.sort();
+    for rule_dir in rule_dirs {
+        let rule_id = rule_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !rules.rules().iter().any(|r| r.meta.id == rule_id) {
+            println!("FAIL {rule_id}: fixtures exist but no rule has this id");
+            failed += 1;
+            continue;
+        }
+        let mut cases: Vec<PathBuf> = fs::read_dir(&rule_dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+        cases.sort();
+        for case in cases {
+            let name = format!("{rule_id}/{}", case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            match run_case(&rules, &rule_id, &case) {
+                Ok(r) if r.passed() => {
+                    println!("ok   {name}");
+                    passed += 1;
+                }
+                Ok(r) => {
+                    println!("FAIL {name}\n{}", r.diff());
+                    failed += 1;
+                }
+                Err(e) => {
+                    println!("FAIL {name}: {e:#}");
+                    failed += 1;
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 && out.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn run_case(rules: &Arc<dsl::rules::RuleSet>, rule_id: &str, case: &Path) -> Result<dsl::fixture::FixtureResult> {
+    let events_path = case.join("events.ndjson");
+    let file = fs::File::open(&events_path).with_context(|| format!("opening {}", events_path.display()))?;
+    let events = EcsReader::new(BufReader::new(file))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| events_path.display().to_string())?;
+    let expected_path = case.join("expected.ndjson");
+    let expected = fs::read_to_string(&expected_path)
+        .with_context(|| format!("reading {}", expected_path.display()))?
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str::<ExpectedAlert>(l).with_context(|| format!("{}:{}", expected_path.display(), i + 1)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(run_fixture(rules, rule_id, &events, expected))
+}

@@ -1,0 +1,36 @@
+//! Gathers rule files: the shipped ones, then `*.rhai` from a rules directory
+//! (which may override shipped rules by id).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use dsl::rules::{load_rules, LoadOutcome, Origin, RuleFile};
+use dsl::shipped::shipped_rule_files;
+
+/// Shipped rules plus the `*.rhai` files of `dir` (sorted by name, so load
+/// order and therefore error order are stable).
+pub fn collect(dir: Option<&Path>, include_shipped: bool) -> Result<Vec<RuleFile>> {
+    let mut files = if include_shipped { shipped_rule_files() } else { Vec::new() };
+    if let Some(dir) = dir {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading rules directory {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            files.push(RuleFile {
+                path: p.display().to_string(),
+                text,
+                origin: Origin::User,
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// Loads rules; errors are returned for the caller to report.
+pub fn load(dir: Option<&Path>, include_shipped: bool) -> Result<LoadOutcome> {
+    Ok(load_rules(&collect(dir, include_shipped)?))
+}
