@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "vigil", version, about = "Low-footprint endpoint agent: collect, spool, correlate, hunt.")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Low-footprint endpoint agent: collect, spool, correlate, hunt."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -23,6 +27,20 @@ pub enum Command {
     /// Inspect a spool file.
     #[command(subcommand)]
     Spool(SpoolCommand),
+    /// Print seeded, realistic synthetic events as ECS NDJSON.
+    Synthetic(SyntheticArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SyntheticArgs {
+    /// How many events (planted chains add a few more).
+    #[arg(long, default_value_t = 10_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Plant the installer attack chain (and a near miss) every N events; 0 = never.
+    #[arg(long, default_value_t = 0)]
+    pub plant_every: u64,
 }
 
 #[derive(Args, Debug)]
@@ -80,7 +98,11 @@ pub struct HuntArgs {
     #[arg(long)]
     pub count_by: Option<String>,
     /// Columns for --table, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "@timestamp,host.id,event.action,process.pid,process.name,process.args")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "@timestamp,host.id,event.action,process.pid,process.name,process.args"
+    )]
     pub fields: Vec<String>,
     /// Worker threads for decompression and filtering (default: all cores).
     #[arg(long)]

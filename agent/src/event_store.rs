@@ -21,7 +21,10 @@ pub fn event_keys(e: &Event, out: &mut Vec<u64>) {
     out.clear();
     let ids = [
         e.process.entity_id.as_deref(),
-        e.process.parent.as_ref().and_then(|p| p.entity_id.as_deref()),
+        e.process
+            .parent
+            .as_ref()
+            .and_then(|p| p.entity_id.as_deref()),
         e.host.id.as_deref(),
     ];
     out.extend(ids.into_iter().flatten().map(key_hash));

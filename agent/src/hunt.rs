@@ -41,7 +41,11 @@ impl Prefilter<'_> {
         match q {
             CompiledQuery::Event(f) => Prefilter::AnyOf(vec![f]),
             CompiledQuery::Sequence(s) => Prefilter::AnyOf(
-                s.stages.iter().chain(s.until.iter()).map(|st| &st.filter).collect(),
+                s.stages
+                    .iter()
+                    .chain(s.until.iter())
+                    .map(|st| &st.filter)
+                    .collect(),
             ),
         }
     }
@@ -75,7 +79,11 @@ pub fn scan(
     emit: &mut dyn FnMut(Event) -> ControlFlow<()>,
     progress: Progress<'_>,
 ) -> HuntReport {
-    let blocks: Vec<&BlockInfo> = reader.blocks().iter().filter(|b| b.overlaps(&range)).collect();
+    let blocks: Vec<&BlockInfo> = reader
+        .blocks()
+        .iter()
+        .filter(|b| b.overlaps(&range))
+        .collect();
     let mut report = HuntReport {
         blocks_total: reader.blocks().len(),
         blocks_skipped: reader.blocks().len() - blocks.len(),
@@ -95,8 +103,13 @@ pub fn scan(
                     return;
                 }
                 let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(info) = blocks.get(index) else { return };
-                if tx.send(read_block(reader, info, index, range, prefilter)).is_err() {
+                let Some(info) = blocks.get(index) else {
+                    return;
+                };
+                if tx
+                    .send(read_block(reader, info, index, range, prefilter))
+                    .is_err()
+                {
                     return;
                 }
             });
@@ -132,7 +145,13 @@ pub fn scan(
     report
 }
 
-fn read_block(reader: &SpoolReader, info: &BlockInfo, index: usize, range: TimeRange, prefilter: &Prefilter<'_>) -> BlockResult {
+fn read_block(
+    reader: &SpoolReader,
+    info: &BlockInfo,
+    index: usize,
+    range: TimeRange,
+    prefilter: &Prefilter<'_>,
+) -> BlockResult {
     let mut out = BlockResult {
         index,
         events: Vec::new(),

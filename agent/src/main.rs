@@ -4,16 +4,10 @@
 //! the operating system: sources, pipeline, outputs and the CLI. Exit codes:
 //! 0 ok, 1 nothing found or a check failed, 2 usage or I/O error.
 
-mod cli;
-mod commands;
-mod event_store;
-mod hunt;
-mod rule_files;
-mod timearg;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use vigil::{cli, commands};
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

@@ -10,7 +10,11 @@ use dsl::shipped::shipped_rule_files;
 /// Shipped rules plus the `*.rhai` files of `dir` (sorted by name, so load
 /// order and therefore error order are stable).
 pub fn collect(dir: Option<&Path>, include_shipped: bool) -> Result<Vec<RuleFile>> {
-    let mut files = if include_shipped { shipped_rule_files() } else { Vec::new() };
+    let mut files = if include_shipped {
+        shipped_rule_files()
+    } else {
+        Vec::new()
+    };
     if let Some(dir) = dir {
         let mut paths: Vec<_> = std::fs::read_dir(dir)
             .with_context(|| format!("reading rules directory {}", dir.display()))?
@@ -19,7 +23,8 @@ pub fn collect(dir: Option<&Path>, include_shipped: bool) -> Result<Vec<RuleFile
             .collect();
         paths.sort();
         for p in paths {
-            let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
             files.push(RuleFile {
                 path: p.display().to_string(),
                 text,

@@ -90,21 +90,31 @@ pub fn run(a: HuntArgs) -> Result<ExitCode> {
     } else if a.count {
         Output::Count
     } else if a.table || (!a.json && std::io::stdout().is_terminal()) {
-        Output::Table(a.fields.iter().map(|f| Column::parse(f)).collect::<Result<_>>()?)
+        Output::Table(
+            a.fields
+                .iter()
+                .map(|f| Column::parse(f))
+                .collect::<Result<_>>()?,
+        )
     } else {
         Output::Json
     };
     let range = time_range(a.since.as_deref(), a.until.as_deref())?;
-    let reader = SpoolReader::open(&a.spool).with_context(|| format!("opening spool {}", a.spool.display()))?;
-    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let reader = SpoolReader::open(&a.spool)
+        .with_context(|| format!("opening spool {}", a.spool.display()))?;
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let limit = a.limit.unwrap_or(u64::MAX);
 
     let show_progress = !a.no_progress && std::io::stderr().is_terminal();
     let bar = show_progress.then(|| {
         let b = indicatif::ProgressBar::new(reader.blocks().len() as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} blocks  {msg}  [{elapsed}]")
-                .expect("static template is valid"),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} blocks  {msg}  [{elapsed}]",
+            )
+            .expect("static template is valid"),
         );
         b
     });
@@ -131,18 +141,43 @@ pub fn run(a: HuntArgs) -> Result<ExitCode> {
             match &compiled {
                 CompiledQuery::Event(filter) => {
                     let pre = Prefilter::AnyOf(vec![filter]);
-                    scan(&reader, range, &pre, threads, &mut |e| sink.event(&mut out, &e), &mut progress)
+                    scan(
+                        &reader,
+                        range,
+                        &pre,
+                        threads,
+                        &mut |e| sink.event(&mut out, &e),
+                        &mut progress,
+                    )
                 }
                 CompiledQuery::Sequence(_) => {
                     let rules = single_rule_set(q)?;
                     let pre = Prefilter::for_query(&compiled);
-                    correlate(&reader, range, &pre, threads, rules, &mut sink, &mut out, &mut progress)
+                    correlate(
+                        &reader,
+                        range,
+                        &pre,
+                        threads,
+                        rules,
+                        &mut sink,
+                        &mut out,
+                        &mut progress,
+                    )
                 }
             }
         }
         (None, Some(rule)) => {
             let rules = rule_set_for(rule)?;
-            correlate(&reader, range, &Prefilter::All, threads, rules, &mut sink, &mut out, &mut progress)
+            correlate(
+                &reader,
+                range,
+                &Prefilter::All,
+                threads,
+                rules,
+                &mut sink,
+                &mut out,
+                &mut progress,
+            )
         }
         (None, None) => bail!("give a query or --rule"),
     };
@@ -152,7 +187,11 @@ pub fn run(a: HuntArgs) -> Result<ExitCode> {
     sink.finish(&mut out)?;
     out.flush()?;
     report_damage(&report);
-    Ok(if sink.found > 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if sink.found > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn report_damage(r: &HuntReport) {
@@ -166,7 +205,10 @@ fn report_damage(r: &HuntReport) {
 
 /// A sequence query becomes a one-rule set so it shares the correlator.
 fn single_rule_set(query: &str) -> Result<Arc<RuleSet>> {
-    let text = format!("rule(#{{ id: \"hunt\", name: \"hunt\", query: {} }});", serde_json::to_string(query)?);
+    let text = format!(
+        "rule(#{{ id: \"hunt\", name: \"hunt\", query: {} }});",
+        serde_json::to_string(query)?
+    );
     load_one(RuleFile {
         path: "<hunt>".into(),
         text,
@@ -192,7 +234,12 @@ fn rule_set_for(rule: &str) -> Result<Arc<RuleSet>> {
         return Ok(Arc::new(out.rules));
     }
     let all = load_rules(&dsl::shipped::shipped_rule_files());
-    let wanted = all.rules.rules().iter().find(|r| r.meta.id == rule).map(|r| r.file.clone());
+    let wanted = all
+        .rules
+        .rules()
+        .iter()
+        .find(|r| r.meta.id == rule)
+        .map(|r| r.file.clone());
     let Some(file) = wanted else {
         bail!("no shipped rule has id {rule:?}; give a .rhai file instead");
     };
@@ -229,15 +276,22 @@ fn correlate(
 ) -> HuntReport {
     let mut correlator = Correlator::new(rules, CorrelatorConfig::default());
     let mut alerts = Vec::new();
-    scan(reader, range, pre, threads, &mut |e| {
-        correlator.process(&e, &mut alerts);
-        for alert in alerts.drain(..) {
-            if sink.alert(out, &alert).is_break() {
-                return ControlFlow::Break(());
+    scan(
+        reader,
+        range,
+        pre,
+        threads,
+        &mut |e| {
+            correlator.process(&e, &mut alerts);
+            for alert in alerts.drain(..) {
+                if sink.alert(out, &alert).is_break() {
+                    return ControlFlow::Break(());
+                }
             }
-        }
-        ControlFlow::Continue(())
-    }, progress)
+            ControlFlow::Continue(())
+        },
+        progress,
+    )
 }
 
 /// Formats results as they arrive.
@@ -297,7 +351,9 @@ impl ResultSink {
                     return ControlFlow::Break(());
                 }
                 self.found += 1;
-                if matches!(self.output, Output::Json) && writeln!(out, "{}", serde_json::to_string(a).unwrap_or_default()).is_err() {
+                if matches!(self.output, Output::Json)
+                    && writeln!(out, "{}", serde_json::to_string(a).unwrap_or_default()).is_err()
+                {
                     return ControlFlow::Break(());
                 }
                 if self.found >= self.limit {
@@ -317,21 +373,31 @@ impl ResultSink {
     }
 
     fn flush_table(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
-        let Output::Table(cols) = &self.output else { return Ok(()) };
+        let Output::Table(cols) = &self.output else {
+            return Ok(());
+        };
         let mut widths: Vec<usize> = cols.iter().map(|c| c.name.len()).collect();
         for row in &self.table_rows {
             for (w, v) in widths.iter_mut().zip(row) {
                 *w = (*w).max(v.chars().count().min(80));
             }
         }
-        let header: Vec<String> = cols.iter().zip(&widths).map(|(c, w)| format!("{:<w$}", c.name, w = w)).collect();
+        let header: Vec<String> = cols
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{:<w$}", c.name, w = w))
+            .collect();
         writeln!(out, "{}", header.join("  ").trim_end())?;
         for row in self.table_rows.drain(..) {
             let cells: Vec<String> = row
                 .iter()
                 .zip(&widths)
                 .map(|(v, w)| {
-                    let v: String = if v.chars().count() > 80 { v.chars().take(79).chain(['…']).collect() } else { v.clone() };
+                    let v: String = if v.chars().count() > 80 {
+                        v.chars().take(79).chain(['…']).collect()
+                    } else {
+                        v.clone()
+                    };
                     format!("{v:<w$}", w = w)
                 })
                 .collect();

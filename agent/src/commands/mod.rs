@@ -20,5 +20,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Hunt(a) => hunt::run(a),
         Command::Rules(c) => rules::run(c),
         Command::Spool(c) => spool::run(c),
+        Command::Synthetic(a) => synthetic(a),
     }
+}
+
+fn synthetic(a: crate::cli::SyntheticArgs) -> Result<ExitCode> {
+    use std::io::Write;
+    let gen = crate::synthetic::Synthetic::new(crate::synthetic::SyntheticConfig {
+        seed: a.seed,
+        plant_every: a.plant_every,
+        ..Default::default()
+    });
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for e in gen.take(a.events as usize) {
+        if let Err(e) = writeln!(out, "{}", dsl::ecs::to_ecs_json(&e)) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                break;
+            }
+            return Err(e.into());
+        }
+    }
+    out.flush().ok();
+    Ok(ExitCode::SUCCESS)
 }

@@ -26,8 +26,16 @@ fn check(dir: Option<&Path>) -> Result<ExitCode> {
     for e in &out.errors {
         eprintln!("{e}");
     }
-    eprintln!("{} rules loaded, {} errors", out.rules.len(), out.errors.len());
-    Ok(if out.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    eprintln!(
+        "{} rules loaded, {} errors",
+        out.rules.len(),
+        out.errors.len()
+    );
+    Ok(if out.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn list(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
@@ -44,7 +52,13 @@ fn list(dir: Option<&Path>, json: bool) -> Result<ExitCode> {
             });
             println!("{doc}");
         } else {
-            println!("{:<45} {:<8} {:>3}  {}", r.meta.id, r.meta.severity.as_str(), r.meta.risk_score, r.meta.name);
+            println!(
+                "{:<45} {:<8} {:>3}  {}",
+                r.meta.id,
+                r.meta.severity.as_str(),
+                r.meta.risk_score,
+                r.meta.name
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -61,7 +75,9 @@ fn test(dir: Option<&Path>) -> Result<ExitCode> {
         Some(d) => (d.join("fixtures"), Some(d.to_path_buf())),
         None => (
             default_rules_dir()
-                .context("no rules directory given and the shipped fixtures are not on this machine")?
+                .context(
+                    "no rules directory given and the shipped fixtures are not on this machine",
+                )?
                 .join("fixtures"),
             None,
         ),
@@ -79,16 +95,27 @@ fn test(dir: Option<&Path>) -> Result<ExitCode> {
         .collect();
     rule_dirs.sort();
     for rule_dir in rule_dirs {
-        let rule_id = rule_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let rule_id = rule_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if !rules.rules().iter().any(|r| r.meta.id == rule_id) {
             println!("FAIL {rule_id}: fixtures exist but no rule has this id");
             failed += 1;
             continue;
         }
-        let mut cases: Vec<PathBuf> = fs::read_dir(&rule_dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+        let mut cases: Vec<PathBuf> = fs::read_dir(&rule_dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
         cases.sort();
         for case in cases {
-            let name = format!("{rule_id}/{}", case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            let name = format!(
+                "{rule_id}/{}",
+                case.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            );
             match run_case(&rules, &rule_id, &case) {
                 Ok(r) if r.passed() => {
                     println!("ok   {name}");
@@ -106,12 +133,21 @@ fn test(dir: Option<&Path>) -> Result<ExitCode> {
         }
     }
     println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 && out.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 && out.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
-fn run_case(rules: &Arc<dsl::rules::RuleSet>, rule_id: &str, case: &Path) -> Result<dsl::fixture::FixtureResult> {
+fn run_case(
+    rules: &Arc<dsl::rules::RuleSet>,
+    rule_id: &str,
+    case: &Path,
+) -> Result<dsl::fixture::FixtureResult> {
     let events_path = case.join("events.ndjson");
-    let file = fs::File::open(&events_path).with_context(|| format!("opening {}", events_path.display()))?;
+    let file = fs::File::open(&events_path)
+        .with_context(|| format!("opening {}", events_path.display()))?;
     let events = EcsReader::new(BufReader::new(file))
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| events_path.display().to_string())?;
@@ -121,7 +157,10 @@ fn run_case(rules: &Arc<dsl::rules::RuleSet>, rule_id: &str, case: &Path) -> Res
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str::<ExpectedAlert>(l).with_context(|| format!("{}:{}", expected_path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str::<ExpectedAlert>(l)
+                .with_context(|| format!("{}:{}", expected_path.display(), i + 1))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(run_fixture(rules, rule_id, &events, expected))
 }

@@ -26,7 +26,8 @@ pub fn run(cmd: SpoolCommand) -> Result<ExitCode> {
 }
 
 fn info(path: &std::path::Path, json: bool) -> Result<ExitCode> {
-    let reader = SpoolReader::open(path).with_context(|| format!("opening spool {}", path.display()))?;
+    let reader =
+        SpoolReader::open(path).with_context(|| format!("opening spool {}", path.display()))?;
     let i = reader.info();
     let ratio = if i.compressed_bytes > 0 {
         i.raw_bytes as f64 / i.compressed_bytes as f64
@@ -56,15 +57,29 @@ fn info(path: &std::path::Path, json: bool) -> Result<ExitCode> {
         });
         println!("{doc}");
     } else {
-        let pct = if i.capacity > 0 { 100.0 * i.used_bytes as f64 / i.capacity as f64 } else { 0.0 };
+        let pct = if i.capacity > 0 {
+            100.0 * i.used_bytes as f64 / i.capacity as f64
+        } else {
+            0.0
+        };
         println!("spool            {}", path.display());
         println!("capacity         {}", human_bytes(i.capacity));
         println!("used             {} ({pct:.1}%)", human_bytes(i.used_bytes));
         println!("blocks           {}", i.blocks);
         println!("events           {}", i.records);
-        println!("oldest           {}", ts(i.oldest_ts).unwrap_or_else(|| "-".into()));
-        println!("newest           {}", ts(i.newest_ts).unwrap_or_else(|| "-".into()));
-        println!("compression      {ratio:.1}x ({} raw -> {} stored, {bytes_per_event:.1} B/event)", human_bytes(i.raw_bytes), human_bytes(i.compressed_bytes));
+        println!(
+            "oldest           {}",
+            ts(i.oldest_ts).unwrap_or_else(|| "-".into())
+        );
+        println!(
+            "newest           {}",
+            ts(i.newest_ts).unwrap_or_else(|| "-".into())
+        );
+        println!(
+            "compression      {ratio:.1}x ({} raw -> {} stored, {bytes_per_event:.1} B/event)",
+            human_bytes(i.raw_bytes),
+            human_bytes(i.compressed_bytes)
+        );
         println!("corrupt blocks   {}", i.corrupt_blocks);
     }
     Ok(ExitCode::SUCCESS)
@@ -85,8 +100,14 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-fn dump(path: &std::path::Path, since: Option<&str>, until: Option<&str>, json: bool) -> Result<ExitCode> {
-    let reader = SpoolReader::open(path).with_context(|| format!("opening spool {}", path.display()))?;
+fn dump(
+    path: &std::path::Path,
+    since: Option<&str>,
+    until: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
+    let reader =
+        SpoolReader::open(path).with_context(|| format!("opening spool {}", path.display()))?;
     let range = time_range(since, until)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

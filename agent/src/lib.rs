@@ -1,0 +1,11 @@
+//! The `vigil` agent: sources, pipeline, outputs and the command line, wired
+//! onto the `dsl` (events, rules) and `spool` (history) crates. `main.rs`
+//! only parses arguments and maps errors to exit codes.
+
+pub mod cli;
+pub mod commands;
+pub mod event_store;
+pub mod hunt;
+pub mod rule_files;
+pub mod synthetic;
+pub mod timearg;

