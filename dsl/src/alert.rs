@@ -96,7 +96,9 @@ pub fn alert_id(rule_id: &str, events: &[Event]) -> String {
     let mut feed = |bytes: &[u8]| {
         for &x in bytes {
             a = (a ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3);
-            b = (b ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+            b = (b ^ x as u64)
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(5);
         }
         a = a.wrapping_mul(0x0000_0100_0000_01b3) ^ 0xff;
     };

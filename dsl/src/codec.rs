@@ -5,7 +5,7 @@
 use bincode::config::{self, Configuration};
 use thiserror::Error;
 
-use crate::event::Event;
+use crate::event::{Event, MAX_PROCESS_DEPTH};
 
 /// Current encoding version written by [`encode_event`].
 pub const FORMAT_VERSION: u8 = 1;
@@ -14,7 +14,8 @@ pub const FORMAT_VERSION: u8 = 1;
 /// from a corrupt length prefix.
 const DECODE_LIMIT: usize = 1 << 20;
 
-type Config = config::Configuration<config::LittleEndian, config::Varint, config::Limit<DECODE_LIMIT>>;
+type Config =
+    config::Configuration<config::LittleEndian, config::Varint, config::Limit<DECODE_LIMIT>>;
 
 fn bincode_config() -> Config {
     config::standard().with_limit::<DECODE_LIMIT>()
@@ -41,6 +42,12 @@ pub enum CodecError {
 /// Appends the encoded event to `out` (reuse `out` across calls to avoid
 /// allocating per event).
 pub fn encode_event_into(event: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    if event.process.depth() > MAX_PROCESS_DEPTH {
+        // It would not decode again.
+        return Err(CodecError::Encode(format!(
+            "process.parent nests deeper than {MAX_PROCESS_DEPTH} levels"
+        )));
+    }
     out.push(FORMAT_VERSION);
     bincode::encode_into_std_write(event, out, encode_config())
         .map(|_| ())

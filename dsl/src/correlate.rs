@@ -55,12 +55,64 @@ struct Partial {
     events: Vec<Event>,
     first_ts: i64,
     last_ts: i64,
+    /// Arrival serial of the last event: with `last_ts` it orders events
+    /// that share a timestamp, so no event can join a partial twice.
+    last_serial: u64,
 }
 
-struct LateEvent {
-    stage: usize,
-    key: JoinKey,
-    event: Event,
+/// Later-stage events that found no predecessor, held for the reorder
+/// window in case it arrives late. Indexed by (stage, key) for joins, and
+/// kept in arrival order for expiry and the size bound.
+#[derive(Default)]
+struct LateEvents {
+    /// (id, arrival serial, event).
+    by_key: HashMap<(usize, JoinKey), VecDeque<(u64, u64, Event)>>,
+    order: VecDeque<(u64, i64, usize, JoinKey)>,
+    next_id: u64,
+}
+
+impl LateEvents {
+    fn push(&mut self, stage: usize, key: JoinKey, e: &Event, serial: u64, max: usize) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.order.push_back((id, e.timestamp_ns, stage, key.clone()));
+        self.by_key.entry((stage, key)).or_default().push_back((id, serial, e.clone()));
+        while self.order.len() > max {
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        let Some((id, _, stage, key)) = self.order.pop_front() else { return };
+        let slot = (stage, key);
+        if let Some(q) = self.by_key.get_mut(&slot) {
+            q.retain(|(i, ..)| *i != id);
+            if q.is_empty() {
+                self.by_key.remove(&slot);
+            }
+        }
+    }
+
+    /// Drops events older than `horizon` (arrival order approximates time order).
+    fn expire(&mut self, horizon: i64) {
+        while self.order.front().is_some_and(|(_, ts, _, _)| *ts < horizon) {
+            self.pop_oldest();
+        }
+    }
+
+    /// Takes the first held event of `stage`/`key` that `fits` (given its
+    /// arrival serial), with that serial.
+    fn take(&mut self, stage: usize, key: &JoinKey, fits: impl Fn(u64, &Event) -> bool) -> Option<(u64, Event)> {
+        let slot = (stage, key.clone());
+        let q = self.by_key.get_mut(&slot)?;
+        let pos = q.iter().position(|(_, serial, e)| fits(*serial, e))?;
+        let (id, serial, e) = q.remove(pos).expect("position is in range");
+        if q.is_empty() {
+            self.by_key.remove(&slot);
+        }
+        self.order.retain(|(i, ..)| *i != id);
+        Some((serial, e))
+    }
 }
 
 /// The state of one sequence rule.
@@ -70,8 +122,10 @@ pub struct SequenceState {
     /// Creation order of partials, for oldest-first eviction and expiry;
     /// entries whose partial is gone are skipped lazily.
     order: VecDeque<(u64, i64, JoinKey)>,
-    late: VecDeque<LateEvent>,
+    late: LateEvents,
     next_id: u64,
+    /// Events offered so far: the next event's arrival serial.
+    arrivals: u64,
     watermark: i64,
     stats: SequenceStats,
 }
@@ -79,10 +133,13 @@ pub struct SequenceState {
 impl SequenceState {
     pub fn new(spec: &SequenceSpec) -> SequenceState {
         SequenceState {
-            waiting: (0..spec.stages.len().saturating_sub(1)).map(|_| HashMap::new()).collect(),
+            waiting: (0..spec.stages.len().saturating_sub(1))
+                .map(|_| HashMap::new())
+                .collect(),
             order: VecDeque::new(),
-            late: VecDeque::new(),
+            late: LateEvents::default(),
             next_id: 0,
+            arrivals: 0,
             watermark: i64::MIN,
             stats: SequenceStats::default(),
         }
@@ -96,7 +153,15 @@ impl SequenceState {
     }
 
     /// Offers one event; completed sequences are pushed to `out`.
-    pub fn process(&mut self, spec: &SequenceSpec, cfg: &CorrelatorConfig, e: &Event, out: &mut Vec<Match>) {
+    pub fn process(
+        &mut self,
+        spec: &SequenceSpec,
+        cfg: &CorrelatorConfig,
+        e: &Event,
+        out: &mut Vec<Match>,
+    ) {
+        let serial = self.arrivals;
+        self.arrivals += 1;
         self.watermark = self.watermark.max(e.timestamp_ns);
         self.expire(spec, cfg);
         if let Some(until) = &spec.until {
@@ -121,66 +186,81 @@ impl SequenceState {
                     events: vec![e.clone()],
                     first_ts: e.timestamp_ns,
                     last_ts: e.timestamp_ns,
+                    last_serial: serial,
                 };
                 self.next_id += 1;
                 self.place(spec, cfg, 0, key, partial, out);
-            } else if !self.advance(spec, cfg, i, &key, e, out) && cfg.reorder_window_ns > 0 {
-                self.late.push_back(LateEvent {
-                    stage: i,
-                    key,
-                    event: e.clone(),
-                });
-                while self.late.len() > cfg.max_late_per_rule {
-                    self.late.pop_front();
-                }
+            } else if !self.advance(spec, cfg, i, &key, e, serial, out) && cfg.reorder_window_ns > 0 {
+                self.late.push(i, key, e, serial, cfg.max_late_per_rule);
             }
         }
         self.enforce_bound(cfg);
     }
 
     /// Tries to extend the partial waiting before stage `i` with `e`.
-    fn advance(&mut self, spec: &SequenceSpec, cfg: &CorrelatorConfig, i: usize, key: &JoinKey, e: &Event, out: &mut Vec<Match>) -> bool {
+    fn advance(
+        &mut self,
+        spec: &SequenceSpec,
+        cfg: &CorrelatorConfig,
+        i: usize,
+        key: &JoinKey,
+        e: &Event,
+        serial: u64,
+        out: &mut Vec<Match>,
+    ) -> bool {
         let prev = &mut self.waiting[i - 1];
         let Some(p) = prev.get(key) else { return false };
-        if e.timestamp_ns < p.last_ts || !within(spec, p.first_ts, e.timestamp_ns) {
+        // `e` must come after the partial's last event: later in time, or at
+        // the same time but arrived later (never the same event again).
+        if (e.timestamp_ns, serial) <= (p.last_ts, p.last_serial) || !within(spec, p.first_ts, e.timestamp_ns) {
             return false;
         }
         let mut p = prev.remove(key).expect("just looked up");
         p.events.push(e.clone());
         p.last_ts = e.timestamp_ns;
+        p.last_serial = serial;
         self.place(spec, cfg, i, key.clone(), p, out);
         true
     }
 
     /// Stores a partial that has matched stage `i`, or emits it if complete;
     /// then lets a held late event continue it.
-    fn place(&mut self, spec: &SequenceSpec, cfg: &CorrelatorConfig, i: usize, key: JoinKey, p: Partial, out: &mut Vec<Match>) {
+    fn place(
+        &mut self,
+        spec: &SequenceSpec,
+        cfg: &CorrelatorConfig,
+        i: usize,
+        key: JoinKey,
+        p: Partial,
+        out: &mut Vec<Match>,
+    ) {
         if i == spec.stages.len() - 1 {
             self.stats.completed += 1;
-            out.push(Match { events: p.events, key });
+            out.push(Match {
+                events: p.events,
+                key,
+            });
             return;
         }
         if p.events.len() == 1 {
             self.order.push_back((p.id, p.first_ts, key.clone()));
         }
-        let (first_ts, last_ts) = (p.first_ts, p.last_ts);
+        let (first_ts, last_ts, last_serial) = (p.first_ts, p.last_ts, p.last_serial);
         self.waiting[i].insert(key.clone(), p);
         // A later stage that arrived early (out of order) may now join.
-        let held = self.late.iter().position(|l| {
-            l.stage == i + 1
-                && l.key == key
-                && l.event.timestamp_ns >= last_ts
-                && within(spec, first_ts, l.event.timestamp_ns)
+        let held = self.late.take(i + 1, &key, |serial, e| {
+            (e.timestamp_ns, serial) > (last_ts, last_serial) && within(spec, first_ts, e.timestamp_ns)
         });
-        if let Some(pos) = held {
-            let l = self.late.remove(pos).expect("position is in range");
-            self.advance(spec, cfg, i + 1, &l.key, &l.event, out);
+        if let Some((serial, e)) = held {
+            self.advance(spec, cfg, i + 1, &key, &e, serial, out);
         }
     }
 
     fn expire(&mut self, spec: &SequenceSpec, cfg: &CorrelatorConfig) {
         let horizon = self.watermark.saturating_sub(cfg.reorder_window_ns);
-        self.late.retain(|l| l.event.timestamp_ns >= horizon.saturating_sub(spec.maxspan_ns.unwrap_or(0)));
+        // A held event can only be joined by a predecessor at or before its
+        // own time, which must arrive within the reorder window.
+        self.late.expire(horizon);
         let Some(span) = spec.maxspan_ns else { return };
         while let Some((id, first_ts, _)) = self.order.front() {
             if first_ts.saturating_add(span) >= horizon {
@@ -196,7 +276,9 @@ impl SequenceState {
     fn enforce_bound(&mut self, cfg: &CorrelatorConfig) {
         let mut open: usize = self.waiting.iter().map(HashMap::len).sum();
         while open > cfg.max_open_per_rule {
-            let Some((id, _, key)) = self.order.pop_front() else { break };
+            let Some((id, _, key)) = self.order.pop_front() else {
+                break;
+            };
             if self.remove_partial(id, &key) {
                 self.stats.evicted += 1;
                 open -= 1;
@@ -205,8 +287,11 @@ impl SequenceState {
         // Drop bookkeeping for partials that completed or were replaced.
         if self.order.len() > 2 * open + 64 {
             let waiting = &self.waiting;
-            self.order
-                .retain(|(id, _, key)| waiting.iter().any(|w| w.get(key).is_some_and(|p| p.id == *id)));
+            self.order.retain(|(id, _, key)| {
+                waiting
+                    .iter()
+                    .any(|w| w.get(key).is_some_and(|p| p.id == *id))
+            });
         }
     }
 
@@ -222,7 +307,8 @@ impl SequenceState {
 }
 
 fn within(spec: &SequenceSpec, first_ts: i64, ts: i64) -> bool {
-    spec.maxspan_ns.is_none_or(|span| ts.saturating_sub(first_ts) <= span)
+    spec.maxspan_ns
+        .is_none_or(|span| ts.saturating_sub(first_ts) <= span)
 }
 
 /// Per-query state: nothing for filters, a [`SequenceState`] for sequences.
@@ -239,7 +325,13 @@ impl QueryState {
         }
     }
 
-    pub fn process(&mut self, q: &CompiledQuery, cfg: &CorrelatorConfig, e: &Event, out: &mut Vec<Match>) {
+    pub fn process(
+        &mut self,
+        q: &CompiledQuery,
+        cfg: &CorrelatorConfig,
+        e: &Event,
+        out: &mut Vec<Match>,
+    ) {
         match (self, q) {
             (QueryState::Filter, CompiledQuery::Event(f)) => {
                 if f.matches(e) {
@@ -249,7 +341,9 @@ impl QueryState {
                     });
                 }
             }
-            (QueryState::Sequence(state), CompiledQuery::Sequence(spec)) => state.process(spec, cfg, e, out),
+            (QueryState::Sequence(state), CompiledQuery::Sequence(spec)) => {
+                state.process(spec, cfg, e, out)
+            }
             _ => unreachable!("QueryState is always built from the same query"),
         }
     }

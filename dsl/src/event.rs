@@ -7,6 +7,8 @@
 
 use std::net::IpAddr;
 
+use bincode::de::Decoder;
+use bincode::error::{AllowedEnumVariants, DecodeError};
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
@@ -16,8 +18,9 @@ use crate::ecs_serde;
 /// connection was made.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
 pub struct Event {
-    /// Nanoseconds since the Unix epoch (ECS `@timestamp`).
-    #[serde(rename = "@timestamp", with = "ecs_serde::timestamp")]
+    /// Nanoseconds since the Unix epoch (ECS `@timestamp`); 0 when a document
+    /// has none (pipeline outputs and some alert exports omit it).
+    #[serde(rename = "@timestamp", default, with = "ecs_serde::timestamp")]
     pub timestamp_ns: i64,
     #[serde(default)]
     pub event: EventInfo,
@@ -118,7 +121,10 @@ impl Category {
         Category::ALL
             .into_iter()
             .find(|c| c.as_str().eq_ignore_ascii_case(name))
-            .or_else(|| name.eq_ignore_ascii_case("intrusion_detection").then_some(Category::Malware))
+            .or_else(|| {
+                name.eq_ignore_ascii_case("intrusion_detection")
+                    .then_some(Category::Malware)
+            })
     }
 
     /// ECS lists often pair a specific category with the generic `host`
@@ -214,7 +220,11 @@ impl EventType {
 /// ECS `host.*`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
 pub struct Host {
-    #[serde(default, with = "ecs_serde::opt_string_or_number", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "ecs_serde::opt_string_or_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -241,11 +251,16 @@ impl Os {
 
 /// ECS `process.*`. `parent` holds the same fields one level up; vigil never
 /// nests deeper than that (ancestry comes from the process table instead).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+/// `Decode` is written by hand: see [`MAX_PROCESS_DEPTH`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode)]
 pub struct Process {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
-    #[serde(default, with = "ecs_serde::opt_string_or_number", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "ecs_serde::opt_string_or_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entity_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -266,6 +281,67 @@ pub struct Process {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Box<Process>>,
 }
+
+/// The deepest `process.parent` chain the binary codec reads or writes: far
+/// beyond any real ancestry (ECS JSON input stops near 128 levels), and
+/// shallow enough that a corrupt record claiming a million parents is an
+/// error instead of a stack overflow.
+pub const MAX_PROCESS_DEPTH: usize = 256;
+
+impl Process {
+    /// This process plus its chain of parents.
+    pub fn depth(&self) -> usize {
+        std::iter::successors(Some(self), |p| p.parent.as_deref()).count()
+    }
+}
+
+/// Field order matches the derived `Encode`. Parents are decoded in a loop,
+/// not recursively, so garbage cannot exhaust the stack.
+impl<Context> Decode<Context> for Process {
+    fn decode<D: Decoder<Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
+        let mut chain: Vec<Process> = Vec::new();
+        loop {
+            chain.push(Process {
+                pid: Decode::decode(decoder)?,
+                entity_id: Decode::decode(decoder)?,
+                name: Decode::decode(decoder)?,
+                executable: Decode::decode(decoder)?,
+                args: Decode::decode(decoder)?,
+                command_line: Decode::decode(decoder)?,
+                working_directory: Decode::decode(decoder)?,
+                code_signature: Decode::decode(decoder)?,
+                hash: Decode::decode(decoder)?,
+                exit_code: Decode::decode(decoder)?,
+                parent: None,
+            });
+            // `Option<Box<Process>>`: a one-byte tag, then the parent.
+            match u8::decode(decoder)? {
+                0 => break,
+                1 if chain.len() < MAX_PROCESS_DEPTH => {}
+                1 => {
+                    return Err(DecodeError::OtherString(format!(
+                        "process.parent nests deeper than {MAX_PROCESS_DEPTH} levels"
+                    )))
+                }
+                found => {
+                    return Err(DecodeError::UnexpectedVariant {
+                        type_name: "Option<Box<Process>>",
+                        allowed: &AllowedEnumVariants::Range { min: 0, max: 1 },
+                        found: found as u32,
+                    })
+                }
+            }
+        }
+        let mut child: Option<Process> = None;
+        while let Some(mut p) = chain.pop() {
+            p.parent = child.map(Box::new);
+            child = Some(p);
+        }
+        Ok(child.expect("the loop pushes at least one process"))
+    }
+}
+
+bincode::impl_borrow_decode!(Process);
 
 /// ECS `process.code_signature.*` (macOS signing facts).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
@@ -304,7 +380,11 @@ impl Hash {
 /// ECS `user.*`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
 pub struct User {
-    #[serde(default, with = "ecs_serde::opt_string_or_number", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "ecs_serde::opt_string_or_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -350,7 +430,11 @@ impl File {
 /// ECS `source.*` / `destination.*`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
 pub struct Endpoint {
-    #[serde(default, with = "ecs_serde::opt_ip", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "ecs_serde::opt_ip",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ip: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,

@@ -39,7 +39,10 @@ impl ExpectedAlert {
     fn matches(&self, actual: &ExpectedAlert) -> bool {
         self.rule_id == actual.rule_id
             && self.event_ids == actual.event_ids
-            && self.join_key.as_ref().is_none_or(|k| Some(k) == actual.join_key.as_ref())
+            && self
+                .join_key
+                .as_ref()
+                .is_none_or(|k| Some(k) == actual.join_key.as_ref())
     }
 }
 
@@ -53,7 +56,11 @@ pub struct FixtureResult {
 impl FixtureResult {
     pub fn passed(&self) -> bool {
         self.expected.len() == self.actual.len()
-            && self.expected.iter().zip(&self.actual).all(|(e, a)| e.matches(a))
+            && self
+                .expected
+                .iter()
+                .zip(&self.actual)
+                .all(|(e, a)| e.matches(a))
     }
 
     /// A readable diff: `-` expected but missing, `+` raised but not expected.
@@ -61,12 +68,18 @@ impl FixtureResult {
         let mut out = String::new();
         for e in &self.expected {
             if !self.actual.iter().any(|a| e.matches(a)) {
-                out.push_str(&format!("- {}\n", serde_json::to_string(e).unwrap_or_default()));
+                out.push_str(&format!(
+                    "- {}\n",
+                    serde_json::to_string(e).unwrap_or_default()
+                ));
             }
         }
         for a in &self.actual {
             if !self.expected.iter().any(|e| e.matches(a)) {
-                out.push_str(&format!("+ {}\n", serde_json::to_string(a).unwrap_or_default()));
+                out.push_str(&format!(
+                    "+ {}\n",
+                    serde_json::to_string(a).unwrap_or_default()
+                ));
             }
         }
         if out.is_empty() && !self.passed() {
@@ -77,7 +90,12 @@ impl FixtureResult {
 }
 
 /// Runs `events` through every rule and keeps the alerts of `rule_id`.
-pub fn run_fixture(rules: &Arc<RuleSet>, rule_id: &str, events: &[Event], expected: Vec<ExpectedAlert>) -> FixtureResult {
+pub fn run_fixture(
+    rules: &Arc<RuleSet>,
+    rule_id: &str,
+    events: &[Event],
+    expected: Vec<ExpectedAlert>,
+) -> FixtureResult {
     let mut correlator = Correlator::new(Arc::clone(rules), CorrelatorConfig::default());
     let mut alerts = Vec::new();
     for e in events {

@@ -17,6 +17,6 @@ pub mod time;
 pub use event::Event;
 pub mod alert;
 pub mod correlate;
-pub mod rules;
 pub mod fixture;
+pub mod rules;
 pub mod shipped;

@@ -36,7 +36,11 @@ pub struct RuleFile {
 impl RuleFile {
     /// Files named `<name>.lib.rhai` are modules other rule files `import`.
     fn module_name(&self) -> Option<&str> {
-        let base = self.path.rsplit(['/', '\\', ':']).next().unwrap_or(&self.path);
+        let base = self
+            .path
+            .rsplit(['/', '\\', ':'])
+            .next()
+            .unwrap_or(&self.path);
         base.strip_suffix(".lib.rhai")
     }
 }
@@ -131,16 +135,19 @@ fn build_engine(modules: StaticModuleResolver, collector: Option<Collector>) -> 
             });
     });
     // `eql_list(["a", "b"])` renders `("a", "b")` for use inside a query.
-    engine.register_fn("eql_list", |items: Array| -> Result<String, Box<EvalAltResult>> {
-        let mut quoted = Vec::with_capacity(items.len());
-        for item in items {
-            let text = item
-                .into_string()
-                .map_err(|t| format!("eql_list takes strings, found {t}"))?;
-            quoted.push(serde_json::to_string(&text).expect("a string always serialises"));
-        }
-        Ok(format!("({})", quoted.join(", ")))
-    });
+    engine.register_fn(
+        "eql_list",
+        |items: Array| -> Result<String, Box<EvalAltResult>> {
+            let mut quoted = Vec::with_capacity(items.len());
+            for item in items {
+                let text = item
+                    .into_string()
+                    .map_err(|t| format!("eql_list takes strings, found {t}"))?;
+                quoted.push(serde_json::to_string(&text).expect("a string always serialises"));
+            }
+            Ok(format!("({})", quoted.join(", ")))
+        },
+    );
     // Helpers for on_match hooks, callable as methods on the alert map.
     engine.register_fn("context", |alert: &mut Map, kinds: Array| {
         let list = alert
@@ -177,7 +184,9 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
     // Phase 1: modules, so rule files can import them.
     let module_engine = sandboxed_engine();
     for f in files {
-        let Some(name) = f.module_name() else { continue };
+        let Some(name) = f.module_name() else {
+            continue;
+        };
         match module_engine
             .compile(&f.text)
             .map_err(|e| script_error(f, &e.to_string(), e.position()))
@@ -195,7 +204,7 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
     let mut rules: Vec<Rule> = Vec::new();
     let mut ids: BTreeMap<String, (usize, Origin)> = BTreeMap::new();
     for f in files.iter().filter(|f| f.module_name().is_none()) {
-        let ast = match engine.compile(&f.text) {
+        let mut ast = match engine.compile(&f.text) {
             Ok(ast) => Arc::new(ast),
             Err(e) => {
                 errors.push(script_error(f, &e.to_string(), e.position()));
@@ -203,11 +212,18 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
             }
         };
         collector.lock().expect("never poisoned").clear();
-        if let Err(e) = engine.run_ast(&ast) {
-            errors.push(script_error(f, &runtime_message(&e), e.position()));
-            // Rules declared before the failure still load.
+        // Run as a module: its functions (the `on_match` closures among them)
+        // then carry the file's imports, so hooks can use `lists::shells`
+        // long after the `import` statement ran.
+        match rhai::Module::eval_ast_as_new(rhai::Scope::new(), &ast, &engine) {
+            Ok(module) => ast = Arc::new(AST::new_from_module(module)),
+            Err(e) => {
+                errors.push(script_error(f, &runtime_message(&e), e.position()));
+                // Rules declared before the failure still load.
+            }
         }
-        let pending: Vec<PendingRule> = std::mem::take(&mut *collector.lock().expect("never poisoned"));
+        let pending: Vec<PendingRule> =
+            std::mem::take(&mut *collector.lock().expect("never poisoned"));
         // Phase 3: validate and compile each declared rule.
         for p in pending {
             match build_rule(f, &ast, p) {
@@ -221,7 +237,10 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
                         line: 0,
                         column: 0,
                         rule_id: Some(rule.meta.id.clone()),
-                        message: format!("duplicate rule id (first defined in {})", rules[idx].file),
+                        message: format!(
+                            "duplicate rule id (first defined in {})",
+                            rules[idx].file
+                        ),
                     }),
                     None => {
                         ids.insert(rule.meta.id.clone(), (rules.len(), f.origin));
@@ -264,7 +283,17 @@ fn script_error(f: &RuleFile, message: &str, pos: Position) -> RuleError {
 }
 
 const KNOWN_KEYS: [&str; 11] = [
-    "id", "name", "description", "severity", "risk", "mitre", "tags", "query", "on_match", "context", "enabled",
+    "id",
+    "name",
+    "description",
+    "severity",
+    "risk",
+    "mitre",
+    "tags",
+    "query",
+    "on_match",
+    "context",
+    "enabled",
 ];
 
 fn build_rule(f: &RuleFile, ast: &Arc<AST>, p: PendingRule) -> Result<Rule, RuleError> {
@@ -278,7 +307,9 @@ fn build_rule(f: &RuleFile, ast: &Arc<AST>, p: PendingRule) -> Result<Rule, Rule
     let text = |key: &str| -> Result<Option<String>, String> {
         match p.map.get(key) {
             None => Ok(None),
-            Some(v) if v.is_string() => Ok(Some(v.clone().into_string().expect("checked is_string"))),
+            Some(v) if v.is_string() => {
+                Ok(Some(v.clone().into_string().expect("checked is_string")))
+            }
             Some(v) => Err(format!("`{key}` must be a string, not {}", v.type_name())),
         }
     };
@@ -290,10 +321,18 @@ fn build_rule(f: &RuleFile, ast: &Arc<AST>, p: PendingRule) -> Result<Rule, Rule
                 .into_array()
                 .expect("checked is_array")
                 .into_iter()
-                .map(|x| x.into_string().map_err(|t| format!("`{key}` must be a list of strings, found {t}")))
+                .map(|x| {
+                    x.into_string()
+                        .map_err(|t| format!("`{key}` must be a list of strings, found {t}"))
+                })
                 .collect(),
-            Some(v) if v.is_string() => Ok(vec![v.clone().into_string().expect("checked is_string")]),
-            Some(v) => Err(format!("`{key}` must be a list of strings, not {}", v.type_name())),
+            Some(v) if v.is_string() => {
+                Ok(vec![v.clone().into_string().expect("checked is_string")])
+            }
+            Some(v) => Err(format!(
+                "`{key}` must be a list of strings, not {}",
+                v.type_name()
+            )),
         }
     };
     let id = text("id")
@@ -302,11 +341,18 @@ fn build_rule(f: &RuleFile, ast: &Arc<AST>, p: PendingRule) -> Result<Rule, Rule
         .ok_or_else(|| at_call(None, "rule needs an `id`".into()))?;
     let err = |m: String| at_call(Some(&id), m);
     if let Some(unknown) = p.map.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
-        return Err(err(format!("unknown key `{unknown}` (known: {})", KNOWN_KEYS.join(", "))));
+        return Err(err(format!(
+            "unknown key `{unknown}` (known: {})",
+            KNOWN_KEYS.join(", ")
+        )));
     }
     let severity = match text("severity").map_err(err)? {
         None => Severity::Medium,
-        Some(s) => Severity::parse(&s).ok_or_else(|| err(format!("severity {s:?} must be low, medium, high or critical")))?,
+        Some(s) => Severity::parse(&s).ok_or_else(|| {
+            err(format!(
+                "severity {s:?} must be low, medium, high or critical"
+            ))
+        })?,
     };
     let risk_score = match p.map.get("risk") {
         None => severity.default_risk(),
@@ -315,11 +361,18 @@ fn build_rule(f: &RuleFile, ast: &Arc<AST>, p: PendingRule) -> Result<Rule, Rule
             _ => return Err(err("`risk` must be a whole number from 0 to 100".into())),
         },
     };
-    let query_text = text("query").map_err(err)?.ok_or_else(|| err("rule needs a `query`".into()))?;
+    let query_text = text("query")
+        .map_err(err)?
+        .ok_or_else(|| err("rule needs a `query`".into()))?;
     let on_match = match p.map.get("on_match") {
         None => None,
         Some(v) if v.is_fnptr() => Some((v.clone().cast::<FnPtr>(), ast.clone())),
-        Some(v) => return Err(err(format!("`on_match` must be a function (`|alert| {{ ... }}`), not {}", v.type_name()))),
+        Some(v) => {
+            return Err(err(format!(
+                "`on_match` must be a function (`|alert| {{ ... }}`), not {}",
+                v.type_name()
+            )))
+        }
     };
     let query = query::compile(&query_text).map_err(|qe| {
         let (line, column) = locate_in_file(&f.text, p.position, &query_text, qe.offset);
@@ -357,11 +410,35 @@ fn build_rule(f: &RuleFile, ast: &Arc<AST>, p: PendingRule) -> Result<Rule, Rule
 fn locate_in_file(file: &str, call: Position, query_text: &str, offset: usize) -> (usize, usize) {
     let (ql, qc) = query::line_col(query_text, offset);
     let call_line = call.line().unwrap_or(1);
-    let call_offset: usize = file.split_inclusive('\n').take(call_line.saturating_sub(1)).map(str::len).sum();
+    let call_offset: usize = file
+        .split_inclusive('\n')
+        .take(call_line.saturating_sub(1))
+        .map(str::len)
+        .sum();
     let after = &file[call_offset.min(file.len())..];
-    let literal_start = after.find("query").and_then(|k| {
-        let rest = &after[k..];
-        rest.find(['`', '"', '\'']).map(|q| call_offset + k + q + 1)
+    // A plain literal holds the query text verbatim: find it exactly. Else
+    // (interpolation, escapes) take the literal after the `query:` key; the
+    // word "query" may also appear earlier, in a name or description.
+    let exact = (!query_text.trim().is_empty())
+        .then(|| after.find(query_text))
+        .flatten()
+        .map(|k| call_offset + k);
+    let literal_start = exact.or_else(|| {
+        after.match_indices("query").find_map(|(k, _)| {
+            let key_end = &after[k + "query".len()..];
+            let rest = key_end.strip_prefix(['"', '\'']).unwrap_or(key_end).trim_start();
+            let rest = rest.strip_prefix(':')?.trim_start();
+            let quote = rest.chars().next().filter(|c| matches!(c, '`' | '"' | '\''))?;
+            let mut start = after.len() - rest.len() + 1;
+            // rhai drops a line break right after an opening back-tick.
+            if quote == '`' {
+                start += ["\r\n", "\n"]
+                    .into_iter()
+                    .find(|nl| after[start..].starts_with(nl))
+                    .map_or(0, str::len);
+            }
+            Some(call_offset + start)
+        })
     });
     match literal_start {
         None => (call_line, call.position().unwrap_or(1)),
@@ -462,7 +539,12 @@ enum HookOutcome {
     Suppress,
 }
 
-fn run_hook(engine: &Engine, hook: &FnPtr, ast: &AST, alert: &Alert) -> Result<HookOutcome, String> {
+fn run_hook(
+    engine: &Engine,
+    hook: &FnPtr,
+    ast: &AST,
+    alert: &Alert,
+) -> Result<HookOutcome, String> {
     let mut map = Map::new();
     map.insert("id".into(), alert.id.clone().into());
     map.insert("rule_id".into(), alert.rule.id.clone().into());
@@ -474,19 +556,34 @@ fn run_hook(engine: &Engine, hook: &FnPtr, ast: &AST, alert: &Alert) -> Result<H
     );
     map.insert(
         "context".into(),
-        Dynamic::from_array(alert.context_requests.iter().map(|t| t.clone().into()).collect()),
+        Dynamic::from_array(
+            alert
+                .context_requests
+                .iter()
+                .map(|t| t.clone().into())
+                .collect(),
+        ),
     );
-    let key: Map = alert.join_key.iter().map(|(k, v)| (k.as_str().into(), v.clone().into())).collect();
+    let key: Map = alert
+        .join_key
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), v.clone().into()))
+        .collect();
     map.insert("key".into(), key.into());
     let events = rhai::serde::to_dynamic(&alert.events).map_err(|e| e.to_string())?;
     map.insert("events".into(), events);
-    let result: Dynamic = hook.call(engine, ast, (map,)).map_err(|e| runtime_message(&e))?;
+    let result: Dynamic = hook
+        .call(engine, ast, (map,))
+        .map_err(|e| runtime_message(&e))?;
     if result.is_unit() || result.as_bool() == Ok(false) {
         Ok(HookOutcome::Suppress)
     } else if result.is_map() {
         Ok(HookOutcome::Keep(result.cast::<Map>()))
     } else {
-        Err(format!("on_match must return the alert, () or false, not {}", result.type_name()))
+        Err(format!(
+            "on_match must return the alert, () or false, not {}",
+            result.type_name()
+        ))
     }
 }
 
@@ -508,8 +605,13 @@ fn apply_hook_result(alert: &mut Alert, mut map: Map) {
         alert.rule.tags = strings(tags);
     }
     if let Some(ctx) = map.remove("context") {
-        alert.context_requests = strings(ctx);
-        alert.context_requests.dedup();
+        // Drop repeats anywhere in the list (`dedup` only drops adjacent ones),
+        // keeping first-seen order.
+        let mut seen = std::collections::HashSet::new();
+        alert.context_requests = strings(ctx)
+            .into_iter()
+            .filter(|c| seen.insert(c.clone()))
+            .collect();
     }
     for fixed in ["id", "rule_id", "key", "events"] {
         map.remove(fixed);
@@ -539,7 +641,11 @@ pub struct RuleStats {
 
 impl Correlator {
     pub fn new(rules: Arc<RuleSet>, config: CorrelatorConfig) -> Correlator {
-        let states = rules.rules.iter().map(|r| QueryState::new(&r.query)).collect();
+        let states = rules
+            .rules
+            .iter()
+            .map(|r| QueryState::new(&r.query))
+            .collect();
         Correlator {
             rules,
             states,

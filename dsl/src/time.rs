@@ -35,7 +35,11 @@ pub fn parse_duration_ns(text: &str) -> Result<i64, String> {
         "m" => 60 * NS_PER_SEC,
         "h" => 3600 * NS_PER_SEC,
         "d" => 86_400 * NS_PER_SEC,
-        _ => return Err(format!("unknown duration unit {unit:?} in {text:?} (ms, s, m, h, d)")),
+        _ => {
+            return Err(format!(
+                "unknown duration unit {unit:?} in {text:?} (ms, s, m, h, d)"
+            ))
+        }
     };
     n.checked_mul(scale)
         .ok_or_else(|| format!("duration {text:?} is too large"))
@@ -54,7 +58,10 @@ mod tests {
     fn rfc3339_round_trip_keeps_nanoseconds() {
         let ns = 1_717_148_832_436_123_456;
         assert_eq!(parse_rfc3339(&format_rfc3339(ns)), Ok(ns));
-        assert_eq!(format_rfc3339(1_725_435_151_324_000_000), "2024-09-04T07:32:31.324Z");
+        assert_eq!(
+            format_rfc3339(1_725_435_151_324_000_000),
+            "2024-09-04T07:32:31.324Z"
+        );
     }
 
     #[test]

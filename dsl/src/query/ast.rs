@@ -54,8 +54,12 @@ pub enum CmpOp {
 pub enum MatchOp {
     /// `:` — case-insensitive wildcard.
     Colon,
-    Like { insensitive: bool },
-    Regex { insensitive: bool },
+    Like {
+        insensitive: bool,
+    },
+    Regex {
+        insensitive: bool,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -19,19 +19,42 @@ pub enum Node {
     Or(Vec<Node>),
     Not(Box<Node>),
     /// Any string of the field passes the test (lists: any element).
-    Str { field: FieldId, test: StrTest },
+    Str {
+        field: FieldId,
+        test: StrTest,
+    },
     IsNull(FieldId),
-    Int { value: IntSrc, op: CmpOp, rhs: i64 },
-    Bool { field: FieldId, value: bool },
-    IpIn { field: FieldId, ips: Vec<IpAddr> },
-    Cidr { field: FieldId, nets: Vec<Cidr> },
+    Int {
+        value: IntSrc,
+        op: CmpOp,
+        rhs: i64,
+    },
+    Bool {
+        field: FieldId,
+        value: bool,
+    },
+    IpIn {
+        field: FieldId,
+        ips: Vec<IpAddr>,
+    },
+    Cidr {
+        field: FieldId,
+        nets: Vec<Cidr>,
+    },
     /// `event.type == "start"` and friends.
     HasType(Vec<EventType>),
     CategoryIn(Vec<Category>),
     /// Ordering on strings (`process.name < "m"`), rare.
-    StrOrd { field: FieldId, op: CmpOp, rhs: String },
+    StrOrd {
+        field: FieldId,
+        op: CmpOp,
+        rhs: String,
+    },
     /// Field against field, compared as text.
-    FieldEq { a: FieldId, b: FieldId },
+    FieldEq {
+        a: FieldId,
+        b: FieldId,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -208,7 +231,10 @@ pub fn compile_query(q: &Query) -> Result<CompiledQuery, QueryError> {
 
 fn compile_sequence(sq: &ast::SequenceQuery) -> Result<SequenceSpec, QueryError> {
     if sq.stages.iter().map(|s| s.runs as usize).sum::<usize>() > 100 {
-        return Err(QueryError::new(sq.offset, "a sequence may have at most 100 stages"));
+        return Err(QueryError::new(
+            sq.offset,
+            "a sequence may have at most 100 stages",
+        ));
     }
     let shared = resolve_keys(&sq.by)?;
     let mut stages = Vec::new();
@@ -228,7 +254,13 @@ fn compile_sequence(sq: &ast::SequenceQuery) -> Result<SequenceSpec, QueryError>
             _ => {}
         }
         if key_names.is_none() {
-            key_names = Some(sq.by.iter().chain(st.by.iter()).map(|f| f.path.clone()).collect());
+            key_names = Some(
+                sq.by
+                    .iter()
+                    .chain(st.by.iter())
+                    .map(|f| f.path.clone())
+                    .collect(),
+            );
         }
         stages.push((st, own));
     }
@@ -259,10 +291,21 @@ fn resolve_keys(fields: &[ast::FieldRef]) -> Result<Vec<Option<FieldId>>, QueryE
     fields
         .iter()
         .map(|f| match resolve_field(f)? {
-            Some(id) if matches!(id.kind(), FieldKind::Str | FieldKind::Int | FieldKind::Ip | FieldKind::Bool) => Ok(Some(id)),
+            Some(id)
+                if matches!(
+                    id.kind(),
+                    FieldKind::Str | FieldKind::Int | FieldKind::Ip | FieldKind::Bool
+                ) =>
+            {
+                Ok(Some(id))
+            }
             Some(id) => Err(QueryError::new(
                 f.offset,
-                format!("`{}` is a {} and cannot be a join key", f.path, id.kind().name()),
+                format!(
+                    "`{}` is a {} and cannot be a join key",
+                    f.path,
+                    id.kind().name()
+                ),
             )),
             None => Ok(None),
         })
@@ -316,7 +359,12 @@ fn compile_expr(e: &Expr) -> Result<Node, QueryError> {
         Expr::Or(terms) => Node::Or(terms.iter().map(compile_expr).collect::<Result<_, _>>()?),
         Expr::Not(inner, _) => Node::Not(Box::new(compile_expr(inner)?)),
         Expr::Truthy(op) => compile_truthy(op)?,
-        Expr::Compare { lhs, op, rhs, offset } => compile_compare(lhs, *op, rhs, *offset)?,
+        Expr::Compare {
+            lhs,
+            op,
+            rhs,
+            offset,
+        } => compile_compare(lhs, *op, rhs, *offset)?,
         Expr::In {
             value,
             list,
@@ -367,11 +415,28 @@ fn value_of(op: &Operand) -> Result<Val<'_>, QueryError> {
             if name.eq_ignore_ascii_case("length") {
                 match args.as_slice() {
                     [a] => match value_of(a)? {
-                        Val::Field(f) if matches!(f.kind(), FieldKind::Str | FieldKind::StrList | FieldKind::EventTypes) => Val::Length(f),
+                        Val::Field(f)
+                            if matches!(
+                                f.kind(),
+                                FieldKind::Str | FieldKind::StrList | FieldKind::EventTypes
+                            ) =>
+                        {
+                            Val::Length(f)
+                        }
                         Val::Missing => Val::Missing,
-                        _ => return Err(QueryError::new(a.offset(), "`length` needs a string or list field")),
+                        _ => {
+                            return Err(QueryError::new(
+                                a.offset(),
+                                "`length` needs a string or list field",
+                            ))
+                        }
                     },
-                    _ => return Err(QueryError::new(*offset, "`length` takes exactly one argument")),
+                    _ => {
+                        return Err(QueryError::new(
+                            *offset,
+                            "`length` takes exactly one argument",
+                        ))
+                    }
                 }
             } else {
                 Val::Cond(compile_call(name, args, *offset)?)
@@ -393,18 +458,23 @@ fn compile_truthy(op: &Operand) -> Result<Node, QueryError> {
     }
 }
 
-fn compile_compare(lhs: &Operand, op: CmpOp, rhs: &Operand, offset: usize) -> Result<Node, QueryError> {
+fn compile_compare(
+    lhs: &Operand,
+    op: CmpOp,
+    rhs: &Operand,
+    offset: usize,
+) -> Result<Node, QueryError> {
     let (l, r) = (value_of(lhs)?, value_of(rhs)?);
     // Put the field (or function) on the left.
     let (l, r, op) = match (&l, &r) {
-        (Val::Str(..) | Val::Int(_) | Val::Bool(_) | Val::Null, Val::Field(_) | Val::Length(_) | Val::Missing | Val::Cond(_)) => {
-            (r, l, flip(op))
-        }
+        (
+            Val::Str(..) | Val::Int(_) | Val::Bool(_) | Val::Null,
+            Val::Field(_) | Val::Length(_) | Val::Missing | Val::Cond(_),
+        ) => (r, l, flip(op)),
         _ => (l, r, op),
     };
-    let mismatch = |what: &str| -> QueryError {
-        QueryError::new(offset, format!("type mismatch: {what}"))
-    };
+    let mismatch =
+        |what: &str| -> QueryError { QueryError::new(offset, format!("type mismatch: {what}")) };
     let eq_or_ne = |node: Node| -> Result<Node, QueryError> {
         match op {
             CmpOp::Eq => Ok(node),
@@ -422,17 +492,38 @@ fn compile_compare(lhs: &Operand, op: CmpOp, rhs: &Operand, offset: usize) -> Re
                     field: f,
                     test: StrTest::Exact(vec![s.to_string()]),
                 }),
-                _ if f.kind() == FieldKind::Str => Ok(Node::StrOrd { field: f, op, rhs: s.to_string() }),
+                _ if f.kind() == FieldKind::Str => Ok(Node::StrOrd {
+                    field: f,
+                    op,
+                    rhs: s.to_string(),
+                }),
                 _ => Err(mismatch("lists cannot be ordered")),
             },
             FieldKind::EventTypes => eq_or_ne(Node::HasType(vec![event_type(s, soff)?])),
             FieldKind::Category => eq_or_ne(Node::CategoryIn(vec![category(s, soff)?])),
-            FieldKind::Ip => eq_or_ne(Node::IpIn { field: f, ips: vec![ip(s, soff)?] }),
-            k => Err(mismatch(&format!("`{}` is a {}, not a string", f.path(), k.name()))),
+            FieldKind::Ip => eq_or_ne(Node::IpIn {
+                field: f,
+                ips: vec![ip(s, soff)?],
+            }),
+            k => Err(mismatch(&format!(
+                "`{}` is a {}, not a string",
+                f.path(),
+                k.name()
+            ))),
         },
-        (Val::Field(f), Val::Int(i)) if f.kind() == FieldKind::Int => Ok(Node::Int { value: IntSrc::Field(f), op, rhs: i }),
-        (Val::Length(f), Val::Int(i)) => Ok(Node::Int { value: IntSrc::Length(f), op, rhs: i }),
-        (Val::Field(f), Val::Bool(b)) if f.kind() == FieldKind::Bool => eq_or_ne(Node::Bool { field: f, value: b }),
+        (Val::Field(f), Val::Int(i)) if f.kind() == FieldKind::Int => Ok(Node::Int {
+            value: IntSrc::Field(f),
+            op,
+            rhs: i,
+        }),
+        (Val::Length(f), Val::Int(i)) => Ok(Node::Int {
+            value: IntSrc::Length(f),
+            op,
+            rhs: i,
+        }),
+        (Val::Field(f), Val::Bool(b)) if f.kind() == FieldKind::Bool => {
+            eq_or_ne(Node::Bool { field: f, value: b })
+        }
         (Val::Cond(n), Val::Bool(b)) => eq_or_ne(if b { n } else { Node::Not(Box::new(n)) }),
         (Val::Field(a), Val::Field(b)) => {
             if a.kind() != b.kind() {
@@ -482,7 +573,8 @@ fn event_type(s: &str, offset: usize) -> Result<EventType, QueryError> {
 }
 
 fn category(s: &str, offset: usize) -> Result<Category, QueryError> {
-    Category::parse(s).ok_or_else(|| QueryError::new(offset, format!("unknown event.category {s:?}")))
+    Category::parse(s)
+        .ok_or_else(|| QueryError::new(offset, format!("unknown event.category {s:?}")))
 }
 
 fn ip(s: &str, offset: usize) -> Result<IpAddr, QueryError> {
@@ -500,7 +592,12 @@ fn string_literals(list: &[Operand]) -> Result<Vec<(&str, usize)>, QueryError> {
         .collect()
 }
 
-fn compile_in(value: &Operand, list: &[Operand], insensitive: bool, offset: usize) -> Result<Node, QueryError> {
+fn compile_in(
+    value: &Operand,
+    list: &[Operand],
+    insensitive: bool,
+    offset: usize,
+) -> Result<Node, QueryError> {
     let field = match value_of(value)? {
         Val::Field(f) => f,
         Val::Missing => return Ok(Node::Const(None)),
@@ -539,26 +636,47 @@ fn compile_in(value: &Operand, list: &[Operand], insensitive: bool, offset: usiz
             let nodes = list
                 .iter()
                 .map(|o| match o {
-                    Operand::Int(i, _) => Ok(Node::Int { value: IntSrc::Field(field), op: CmpOp::Eq, rhs: *i }),
+                    Operand::Int(i, _) => Ok(Node::Int {
+                        value: IntSrc::Field(field),
+                        op: CmpOp::Eq,
+                        rhs: *i,
+                    }),
                     other => Err(QueryError::new(other.offset(), "expected a number")),
                 })
                 .collect::<Result<_, _>>()?;
             Ok(Node::Or(nodes))
         }
-        FieldKind::Bool => Err(QueryError::new(offset, "`in` does not apply to a boolean field")),
+        FieldKind::Bool => Err(QueryError::new(
+            offset,
+            "`in` does not apply to a boolean field",
+        )),
     }
 }
 
-fn compile_match(value: &Operand, op: MatchOp, patterns: &[Operand], offset: usize) -> Result<Node, QueryError> {
+fn compile_match(
+    value: &Operand,
+    op: MatchOp,
+    patterns: &[Operand],
+    offset: usize,
+) -> Result<Node, QueryError> {
     let field = match value_of(value)? {
         Val::Field(f) => f,
         Val::Missing => return Ok(Node::Const(None)),
-        _ => return Err(QueryError::new(offset, "pattern matching needs a field on its left")),
+        _ => {
+            return Err(QueryError::new(
+                offset,
+                "pattern matching needs a field on its left",
+            ))
+        }
     };
     if matches!(field.kind(), FieldKind::Int | FieldKind::Bool) {
         return Err(QueryError::new(
             offset,
-            format!("type mismatch: `{}` is a {}, not a string", field.path(), field.kind().name()),
+            format!(
+                "type mismatch: `{}` is a {}, not a string",
+                field.path(),
+                field.kind().name()
+            ),
         ));
     }
     let pats = string_literals(patterns)?;
@@ -568,7 +686,11 @@ fn compile_match(value: &Operand, op: MatchOp, patterns: &[Operand], offset: usi
             if insensitive && pats.iter().all(|(p, _)| !p.contains(['*', '?'])) {
                 StrTest::ExactCi(CiSet::new(pats.iter().map(|(p, _)| p.to_string())))
             } else {
-                StrTest::Patterns(pats.iter().map(|(p, _)| Pattern::wildcard(p, insensitive)).collect())
+                StrTest::Patterns(
+                    pats.iter()
+                        .map(|(p, _)| Pattern::wildcard(p, insensitive))
+                        .collect(),
+                )
             }
         }
         MatchOp::Regex { insensitive } => {
@@ -580,7 +702,12 @@ fn compile_match(value: &Operand, op: MatchOp, patterns: &[Operand], offset: usi
                 .size_limit(1 << 20)
                 .build()
                 .map_err(|e| {
-                    let at = pats.first().map_or(offset, |(_, o)| *o);
+                    // Point at the pattern that is wrong, not the first one.
+                    let at = pats
+                        .iter()
+                        .find(|(p, _)| regex::Regex::new(&format!("(?:{p})")).is_err())
+                        .or(pats.first())
+                        .map_or(offset, |(_, o)| *o);
                     QueryError::new(at, format!("invalid regex: {}", first_line(&e.to_string())))
                 })?;
             StrTest::Regex(re)
@@ -603,12 +730,20 @@ fn compile_call(name: &str, args: &[Operand], offset: usize) -> Result<Node, Que
         .split_first()
         .ok_or_else(|| QueryError::new(offset, format!("`{name}` needs arguments")))?;
     if rest.is_empty() {
-        return Err(QueryError::new(offset, format!("`{name}` needs at least two arguments")));
+        return Err(QueryError::new(
+            offset,
+            format!("`{name}` needs at least two arguments"),
+        ));
     }
     let field = match value_of(first)? {
         Val::Field(f) => Some(f),
         Val::Missing => None,
-        _ => return Err(QueryError::new(first.offset(), format!("the first argument of `{name}` must be a field"))),
+        _ => {
+            return Err(QueryError::new(
+                first.offset(),
+                format!("the first argument of `{name}` must be a field"),
+            ))
+        }
     };
     let literal = |kind| -> Result<StrTest, QueryError> {
         Ok(StrTest::Patterns(
@@ -656,7 +791,11 @@ fn compile_call(name: &str, args: &[Operand], offset: usize) -> Result<Node, Que
         Some(f) if matches!(f.kind(), FieldKind::Int | FieldKind::Bool) => {
             return Err(QueryError::new(
                 first.offset(),
-                format!("type mismatch: `{name}` needs a string field, `{}` is a {}", f.path(), f.kind().name()),
+                format!(
+                    "type mismatch: `{name}` needs a string field, `{}` is a {}",
+                    f.path(),
+                    f.kind().name()
+                ),
             ))
         }
         Some(f) => Node::Str { field: f, test },

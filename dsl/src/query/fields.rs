@@ -178,32 +178,155 @@ const PROCESS_FIELDS: [FieldDef; 32] = process_fields! {
 };
 
 const OTHER_FIELDS: [FieldDef; 23] = [
-    FieldDef { path: "@timestamp", kind: FieldKind::Int, get: |e| FieldValue::Int(e.timestamp_ns) },
-    FieldDef { path: "event.category", kind: FieldKind::Category, get: |e| FieldValue::Category(e.event.category) },
-    FieldDef { path: "event.type", kind: FieldKind::EventTypes, get: |e| if e.event.types.is_empty() { FieldValue::Null } else { FieldValue::EventTypes(&e.event.types) } },
-    FieldDef { path: "event.action", kind: FieldKind::Str, get: |e| s(&e.event.action) },
-    FieldDef { path: "event.id", kind: FieldKind::Str, get: |e| s(&e.event.id) },
-    FieldDef { path: "event.outcome", kind: FieldKind::Str, get: |e| s(&e.event.outcome) },
-    FieldDef { path: "host.id", kind: FieldKind::Str, get: |e| s(&e.host.id) },
-    FieldDef { path: "host.name", kind: FieldKind::Str, get: |e| s(&e.host.name) },
-    FieldDef { path: "host.os.type", kind: FieldKind::Str, get: |e| s(&e.host.os.os_type) },
-    FieldDef { path: "host.os.family", kind: FieldKind::Str, get: |e| s(&e.host.os.family) },
-    FieldDef { path: "host.os.version", kind: FieldKind::Str, get: |e| s(&e.host.os.version) },
-    FieldDef { path: "user.id", kind: FieldKind::Str, get: |e| s(&e.user.id) },
-    FieldDef { path: "user.name", kind: FieldKind::Str, get: |e| s(&e.user.name) },
-    FieldDef { path: "file.path", kind: FieldKind::Str, get: |e| e.file.as_ref().map_or(FieldValue::Null, |f| s(&f.path)) },
-    FieldDef { path: "file.name", kind: FieldKind::Str, get: |e| e.file.as_ref().map_or(FieldValue::Null, |f| s(&f.name)) },
-    FieldDef { path: "file.extension", kind: FieldKind::Str, get: |e| e.file.as_ref().map_or(FieldValue::Null, |f| s(&f.extension)) },
-    FieldDef { path: "file.target_path", kind: FieldKind::Str, get: |e| e.file.as_ref().map_or(FieldValue::Null, |f| s(&f.target_path)) },
-    FieldDef { path: "source.ip", kind: FieldKind::Ip, get: |e| e.source.as_ref().and_then(|x| x.ip).map_or(FieldValue::Null, FieldValue::Ip) },
-    FieldDef { path: "source.port", kind: FieldKind::Int, get: |e| i(e.source.as_ref().and_then(|x| x.port)) },
-    FieldDef { path: "destination.ip", kind: FieldKind::Ip, get: |e| e.destination.as_ref().and_then(|x| x.ip).map_or(FieldValue::Null, FieldValue::Ip) },
-    FieldDef { path: "destination.port", kind: FieldKind::Int, get: |e| i(e.destination.as_ref().and_then(|x| x.port)) },
-    FieldDef { path: "network.transport", kind: FieldKind::Str, get: |e| e.network.as_ref().map_or(FieldValue::Null, |n| s(&n.transport)) },
-    FieldDef { path: "network.direction", kind: FieldKind::Str, get: |e| e.network.as_ref().map_or(FieldValue::Null, |n| s(&n.direction)) },
+    FieldDef {
+        path: "@timestamp",
+        kind: FieldKind::Int,
+        get: |e| FieldValue::Int(e.timestamp_ns),
+    },
+    FieldDef {
+        path: "event.category",
+        kind: FieldKind::Category,
+        get: |e| FieldValue::Category(e.event.category),
+    },
+    FieldDef {
+        path: "event.type",
+        kind: FieldKind::EventTypes,
+        get: |e| {
+            if e.event.types.is_empty() {
+                FieldValue::Null
+            } else {
+                FieldValue::EventTypes(&e.event.types)
+            }
+        },
+    },
+    FieldDef {
+        path: "event.action",
+        kind: FieldKind::Str,
+        get: |e| s(&e.event.action),
+    },
+    FieldDef {
+        path: "event.id",
+        kind: FieldKind::Str,
+        get: |e| s(&e.event.id),
+    },
+    FieldDef {
+        path: "event.outcome",
+        kind: FieldKind::Str,
+        get: |e| s(&e.event.outcome),
+    },
+    FieldDef {
+        path: "host.id",
+        kind: FieldKind::Str,
+        get: |e| s(&e.host.id),
+    },
+    FieldDef {
+        path: "host.name",
+        kind: FieldKind::Str,
+        get: |e| s(&e.host.name),
+    },
+    FieldDef {
+        path: "host.os.type",
+        kind: FieldKind::Str,
+        get: |e| s(&e.host.os.os_type),
+    },
+    FieldDef {
+        path: "host.os.family",
+        kind: FieldKind::Str,
+        get: |e| s(&e.host.os.family),
+    },
+    FieldDef {
+        path: "host.os.version",
+        kind: FieldKind::Str,
+        get: |e| s(&e.host.os.version),
+    },
+    FieldDef {
+        path: "user.id",
+        kind: FieldKind::Str,
+        get: |e| s(&e.user.id),
+    },
+    FieldDef {
+        path: "user.name",
+        kind: FieldKind::Str,
+        get: |e| s(&e.user.name),
+    },
+    FieldDef {
+        path: "file.path",
+        kind: FieldKind::Str,
+        get: |e| e.file.as_ref().map_or(FieldValue::Null, |f| s(&f.path)),
+    },
+    FieldDef {
+        path: "file.name",
+        kind: FieldKind::Str,
+        get: |e| e.file.as_ref().map_or(FieldValue::Null, |f| s(&f.name)),
+    },
+    FieldDef {
+        path: "file.extension",
+        kind: FieldKind::Str,
+        get: |e| {
+            e.file
+                .as_ref()
+                .map_or(FieldValue::Null, |f| s(&f.extension))
+        },
+    },
+    FieldDef {
+        path: "file.target_path",
+        kind: FieldKind::Str,
+        get: |e| {
+            e.file
+                .as_ref()
+                .map_or(FieldValue::Null, |f| s(&f.target_path))
+        },
+    },
+    FieldDef {
+        path: "source.ip",
+        kind: FieldKind::Ip,
+        get: |e| {
+            e.source
+                .as_ref()
+                .and_then(|x| x.ip)
+                .map_or(FieldValue::Null, FieldValue::Ip)
+        },
+    },
+    FieldDef {
+        path: "source.port",
+        kind: FieldKind::Int,
+        get: |e| i(e.source.as_ref().and_then(|x| x.port)),
+    },
+    FieldDef {
+        path: "destination.ip",
+        kind: FieldKind::Ip,
+        get: |e| {
+            e.destination
+                .as_ref()
+                .and_then(|x| x.ip)
+                .map_or(FieldValue::Null, FieldValue::Ip)
+        },
+    },
+    FieldDef {
+        path: "destination.port",
+        kind: FieldKind::Int,
+        get: |e| i(e.destination.as_ref().and_then(|x| x.port)),
+    },
+    FieldDef {
+        path: "network.transport",
+        kind: FieldKind::Str,
+        get: |e| {
+            e.network
+                .as_ref()
+                .map_or(FieldValue::Null, |n| s(&n.transport))
+        },
+    },
+    FieldDef {
+        path: "network.direction",
+        kind: FieldKind::Str,
+        get: |e| {
+            e.network
+                .as_ref()
+                .map_or(FieldValue::Null, |n| s(&n.direction))
+        },
+    },
 ];
 
 /// The schema: `process.*`, `process.parent.*`, then everything else.
-static FIELDS: LazyLock<Vec<FieldDef>> = LazyLock::new(|| {
-    PROCESS_FIELDS.into_iter().chain(OTHER_FIELDS).collect()
-});
+static FIELDS: LazyLock<Vec<FieldDef>> =
+    LazyLock::new(|| PROCESS_FIELDS.into_iter().chain(OTHER_FIELDS).collect());

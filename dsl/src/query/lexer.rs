@@ -134,7 +134,10 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>, QueryError> {
             }
             _ => {
                 let ch = src[i..].chars().next().unwrap_or('?');
-                return Err(QueryError::new(start, format!("unexpected character {ch:?}")));
+                return Err(QueryError::new(
+                    start,
+                    format!("unexpected character {ch:?}"),
+                ));
             }
         }
         i += 1;
@@ -170,13 +173,18 @@ fn lex_string(src: &str, start: usize) -> Result<(String, usize), QueryError> {
                     'n' => out.push('\n'),
                     't' => out.push('\t'),
                     'r' => out.push('\r'),
+                    // The rest of JSON's escapes: `eql_list` quotes with JSON.
+                    'b' => out.push('\u{8}'),
+                    'f' => out.push('\u{c}'),
                     '"' | '\'' | '\\' | '/' => out.push(esc),
                     'u' => {
                         let hex = rest.get(j + 1..j + 5).ok_or_else(|| {
                             QueryError::new(start + i, "\\u needs four hex digits")
                         })?;
-                        let code = u32::from_str_radix(hex, 16)
-                            .ok()
+                        // `from_str_radix` alone would accept a sign (`\u+041`).
+                        let code = (hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                            .then(|| u32::from_str_radix(hex, 16).ok())
+                            .flatten()
                             .and_then(char::from_u32)
                             .ok_or_else(|| QueryError::new(start + i, "invalid \\u escape"))?;
                         out.push(code);

@@ -74,16 +74,21 @@ enum Shape {
     Prefix(String),
     Suffix(String),
     Contains(String),
-    Glob(Vec<char>),
+    /// The pattern as chars, and as bytes when it is ASCII (the fast path).
+    Glob(Vec<char>, Option<Vec<u8>>),
 }
 
 impl Pattern {
     /// A wildcard pattern; with `insensitive`, case is ignored.
     pub fn wildcard(pat: &str, insensitive: bool) -> Pattern {
-        let pat = if insensitive { pat.to_lowercase() } else { pat.to_string() };
+        let pat = if insensitive {
+            pat.to_lowercase()
+        } else {
+            pat.to_string()
+        };
         let inner = pat.trim_matches('*');
         let shape = if inner.contains(['*', '?']) || pat.contains('?') {
-            Shape::Glob(pat.chars().collect())
+            Shape::Glob(pat.chars().collect(), pat.is_ascii().then(|| pat.as_bytes().to_vec()))
         } else {
             match (pat.starts_with('*'), pat.ends_with('*')) {
                 (false, false) => Shape::Exact(pat.clone()),
@@ -97,7 +102,11 @@ impl Pattern {
 
     /// A literal prefix / suffix / substring test (the string functions).
     pub fn literal(kind: LiteralKind, text: &str, insensitive: bool) -> Pattern {
-        let text = if insensitive { text.to_lowercase() } else { text.to_string() };
+        let text = if insensitive {
+            text.to_lowercase()
+        } else {
+            text.to_string()
+        };
         let shape = match kind {
             LiteralKind::Prefix => Shape::Prefix(text),
             LiteralKind::Suffix => Shape::Suffix(text),
@@ -116,23 +125,29 @@ impl Pattern {
 
     fn pattern_is_ascii(&self) -> bool {
         match &self.shape {
-            Shape::Exact(p) | Shape::Prefix(p) | Shape::Suffix(p) | Shape::Contains(p) => p.is_ascii(),
-            Shape::Glob(cs) => cs.iter().all(char::is_ascii),
+            Shape::Exact(p) | Shape::Prefix(p) | Shape::Suffix(p) | Shape::Contains(p) => {
+                p.is_ascii()
+            }
+            Shape::Glob(_, bytes) => bytes.is_some(),
         }
     }
 
     /// `ascii_ci`: compare ignoring ASCII case (pattern is lower-case).
     fn matches_exact_case(&self, v: &str, ascii_ci: bool) -> bool {
-        let eq = |a: &[u8], b: &[u8]| if ascii_ci { a.eq_ignore_ascii_case(b) } else { a == b };
+        let eq = |a: &[u8], b: &[u8]| {
+            if ascii_ci {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
         let vb = v.as_bytes();
         match &self.shape {
             Shape::Exact(p) => p.len() == vb.len() && eq(p.as_bytes(), vb),
             Shape::Prefix(p) => vb.len() >= p.len() && eq(&vb[..p.len()], p.as_bytes()),
             Shape::Suffix(p) => vb.len() >= p.len() && eq(&vb[vb.len() - p.len()..], p.as_bytes()),
-            Shape::Contains(p) => {
-                p.is_empty() || vb.windows(p.len()).any(|w| eq(w, p.as_bytes()))
-            }
-            Shape::Glob(pat) => glob_match(pat, v, ascii_ci),
+            Shape::Contains(p) => p.is_empty() || vb.windows(p.len()).any(|w| eq(w, p.as_bytes())),
+            Shape::Glob(chars, bytes) => glob_match(chars, bytes.as_deref(), v, ascii_ci),
         }
     }
 }
@@ -145,17 +160,25 @@ pub enum LiteralKind {
 }
 
 /// Classic iterative glob with single-star backtracking: linear in practice,
-/// never exponential.
-fn glob_match(pat: &[char], text: &str, ascii_ci: bool) -> bool {
+/// never exponential. ASCII text is matched byte by byte without allocating.
+fn glob_match(pat: &[char], ascii_pat: Option<&[u8]>, text: &str, ascii_ci: bool) -> bool {
+    if let (Some(pat), true) = (ascii_pat, text.is_ascii()) {
+        return glob_slices(pat, text.as_bytes(), b'*', b'?', |p, t| {
+            p == t || (ascii_ci && p.eq_ignore_ascii_case(&t))
+        });
+    }
     let text: Vec<char> = text.chars().collect();
-    let same = |p: char, t: char| p == t || (ascii_ci && p.eq_ignore_ascii_case(&t));
+    glob_slices(pat, &text, '*', '?', |p, t| p == t || (ascii_ci && p.eq_ignore_ascii_case(&t)))
+}
+
+fn glob_slices<T: Copy + PartialEq>(pat: &[T], text: &[T], star_c: T, any_c: T, same: impl Fn(T, T) -> bool) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pat.len() && (pat[p] == '?' || (pat[p] != '*' && same(pat[p], text[t]))) {
+        if p < pat.len() && (pat[p] == any_c || (pat[p] != star_c && same(pat[p], text[t]))) {
             p += 1;
             t += 1;
-        } else if p < pat.len() && pat[p] == '*' {
+        } else if p < pat.len() && pat[p] == star_c {
             star = Some((p, t));
             p += 1;
         } else if let Some((sp, st)) = star {
@@ -166,7 +189,7 @@ fn glob_match(pat: &[char], text: &str, ascii_ci: bool) -> bool {
             return false;
         }
     }
-    pat[p..].iter().all(|&c| c == '*')
+    pat[p..].iter().all(|&c| c == star_c)
 }
 
 /// An IPv4 or IPv6 network; a bare address is a /32 or /128.
@@ -222,7 +245,11 @@ impl Cidr {
 }
 
 fn mask(prefix: u8, max: u8) -> u128 {
-    let full: u128 = if max == 32 { u32::MAX as u128 } else { u128::MAX };
+    let full: u128 = if max == 32 {
+        u32::MAX as u128
+    } else {
+        u128::MAX
+    };
     match max - prefix {
         _ if prefix == 0 => 0,
         0 => full,
@@ -241,8 +268,12 @@ mod tests {
         assert!(!p.matches("ipython"));
         assert!(Pattern::wildcard("*.sh", true).matches("/tmp/X.SH"));
         assert!(Pattern::wildcard("*curl*", true).matches("/usr/bin/curl -s"));
-        assert!(Pattern::wildcard("/Users/*/Downloads/*", true).matches("/Users/bob/Downloads/a.pkg"));
-        assert!(!Pattern::wildcard("/Users/*/Downloads/*", true).matches("/Users/bob/Documents/a.pkg"));
+        assert!(
+            Pattern::wildcard("/Users/*/Downloads/*", true).matches("/Users/bob/Downloads/a.pkg")
+        );
+        assert!(
+            !Pattern::wildcard("/Users/*/Downloads/*", true).matches("/Users/bob/Documents/a.pkg")
+        );
         assert!(Pattern::wildcard("tcl?h", false).matches("tclsh"));
         assert!(!Pattern::wildcard("Bash", false).matches("bash"));
         assert!(Pattern::wildcard("bash", true).matches("BASH"));
@@ -262,9 +293,13 @@ mod tests {
         let ll = Cidr::parse("FE80::/10").unwrap();
         assert!(ll.contains("fe80::1".parse().unwrap()));
         assert!(!ll.contains("2001:db8::1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
         assert!(Cidr::parse("1.2.3.4/33").is_err());
         assert!(Cidr::parse("banana/8").is_err());
-        assert!(Cidr::parse("192.0.0.8/32").unwrap().contains("192.0.0.8".parse().unwrap()));
+        assert!(Cidr::parse("192.0.0.8/32")
+            .unwrap()
+            .contains("192.0.0.8".parse().unwrap()));
     }
 }

@@ -121,14 +121,19 @@ impl Parser {
 
     fn event_query(&mut self) -> Result<EventQuery, QueryError> {
         let offset = self.offset();
-        let category = match self.bump().tok {
+        // Peek before consuming: at the end of input `bump` stays put, so
+        // stepping back after it pointed before the real token (and
+        // underflowed on an empty query).
+        let category = match self.peek().clone() {
             Tok::Ident(w) if w == "any" => None,
             Tok::Ident(w) if !is_keyword(&w) => Some((w, offset)),
             _ => {
-                self.pos -= 1;
-                return Err(self.unexpected("an event category such as `process`, `file`, `network` or `any`"));
+                return Err(self.unexpected(
+                    "an event category such as `process`, `file`, `network` or `any`",
+                ));
             }
         };
+        self.bump();
         if !self.eat_word("where") {
             return Err(self.unexpected("`where`"));
         }
@@ -158,7 +163,12 @@ impl Parser {
                         maxspan_ns =
                             Some(parse_duration_ns(&d).map_err(|m| QueryError::new(at, m))?)
                     }
-                    _ => return Err(QueryError::new(at, "expected a duration such as `15s`, `1m` or `2h`")),
+                    _ => {
+                        return Err(QueryError::new(
+                            at,
+                            "expected a duration such as `15s`, `1m` or `2h`",
+                        ))
+                    }
                 }
             } else {
                 break;
