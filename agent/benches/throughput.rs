@@ -20,7 +20,10 @@ use vigil::hunt::{scan, Prefilter};
 use vigil::synthetic::{Synthetic, SyntheticConfig};
 
 fn env_count(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn row(what: &str, value: String, target: &str) {
@@ -40,7 +43,10 @@ fn main() {
     })
     .take(n as usize)
     .collect();
-    let json_bytes: usize = events.iter().map(|e| dsl::ecs::to_ecs_json(e).len() + 1).sum();
+    let json_bytes: usize = events
+        .iter()
+        .map(|e| dsl::ecs::to_ecs_json(e).len() + 1)
+        .sum();
     eprintln!("generated {n} events in {:.1?}", gen_start.elapsed());
 
     println!("| {:<58} | {:>22} | {:<26} |", "measure", "vigil", "target");
@@ -48,7 +54,14 @@ fn main() {
 
     // Ingest: encode + compress + write into the mmap ring, one core.
     let path = dir.path().join("ingest.spool");
-    let mut spool = EventSpool::open(&path, SpoolConfig { capacity_bytes: 4 << 30, ..SpoolConfig::default() }).expect("spool");
+    let mut spool = EventSpool::open(
+        &path,
+        SpoolConfig {
+            capacity_bytes: 4 << 30,
+            ..SpoolConfig::default()
+        },
+    )
+    .expect("spool");
     let t = Instant::now();
     for e in &events {
         spool.append(e).expect("append");
@@ -56,13 +69,29 @@ fn main() {
     spool.flush().expect("flush");
     let ingest = n as f64 / t.elapsed().as_secs_f64();
     drop(spool);
-    row("ingest: encode+zstd+mmap write, 1 core (events/s)", format!("{ingest:.0}"), ">= 1,000,000");
+    row(
+        "ingest: encode+zstd+mmap write, 1 core (events/s)",
+        format!("{ingest:.0}"),
+        ">= 1,000,000",
+    );
     let reader = SpoolReader::open(&path).expect("reader");
     let info = reader.info();
     let per_event = info.compressed_bytes as f64 / n as f64;
-    row("size: bytes/event on disk", format!("{per_event:.1}"), "<= half of zstd -3");
-    row("size: ECS JSON bytes/event", format!("{:.0}", json_bytes as f64 / n as f64), "");
-    row("size: ratio vs ECS JSON", format!("{:.1}x", json_bytes as f64 / info.compressed_bytes as f64), ">= 10x");
+    row(
+        "size: bytes/event on disk",
+        format!("{per_event:.1}"),
+        "<= half of zstd -3",
+    );
+    row(
+        "size: ECS JSON bytes/event",
+        format!("{:.0}", json_bytes as f64 / n as f64),
+        "",
+    );
+    row(
+        "size: ratio vs ECS JSON",
+        format!("{:.1}x", json_bytes as f64 / info.compressed_bytes as f64),
+        ">= 10x",
+    );
 
     // Read: decompress + decode every event, one core.
     let t = Instant::now();
@@ -76,7 +105,11 @@ fn main() {
         })
         .expect("scan");
     assert_eq!(decoded, n);
-    row("read: zstd+decode, 1 core (events/s)", format!("{:.0}", n as f64 / t.elapsed().as_secs_f64()), ">= 3,000,000");
+    row(
+        "read: zstd+decode, 1 core (events/s)",
+        format!("{:.0}", n as f64 / t.elapsed().as_secs_f64()),
+        ">= 3,000,000",
+    );
 
     // Correlate: all shipped rules, then 100 rules.
     let rules = Arc::new(load_rules(&shipped_rule_files()).rules);
@@ -87,7 +120,14 @@ fn main() {
         c.process(e, &mut alerts);
     }
     let rate = n as f64 / t.elapsed().as_secs_f64();
-    row(&format!("correlate: {} shipped rules, 1 core (events/s)", rules.len()), format!("{rate:.0}"), ">= 50x python eql");
+    row(
+        &format!(
+            "correlate: {} shipped rules, 1 core (events/s)",
+            rules.len()
+        ),
+        format!("{rate:.0}"),
+        ">= 50x python eql",
+    );
     row("correlate: alerts raised", format!("{}", alerts.len()), "");
     let many = Arc::new(hundred_rules());
     let mut c = Correlator::new(many.clone(), CorrelatorConfig::default());
@@ -96,40 +136,94 @@ fn main() {
     for e in &events {
         c.process(e, &mut alerts);
     }
-    row(&format!("correlate: {} rules, 1 core (events/s)", many.len()), format!("{:.0}", n as f64 / t.elapsed().as_secs_f64()), "");
+    row(
+        &format!("correlate: {} rules, 1 core (events/s)", many.len()),
+        format!("{:.0}", n as f64 / t.elapsed().as_secs_f64()),
+        "",
+    );
     drop(events);
 
     // Hunt over a big spool, both cores.
     let hpath = dir.path().join("hunt.spool");
-    let mut spool = EventSpool::open(&hpath, SpoolConfig { capacity_bytes: 8 << 30, ..SpoolConfig::default() }).expect("spool");
-    for e in Synthetic::new(SyntheticConfig { seed: 7, plant_every: 100_000, ..Default::default() }).take(hunt_n as usize) {
+    let mut spool = EventSpool::open(
+        &hpath,
+        SpoolConfig {
+            capacity_bytes: 8 << 30,
+            ..SpoolConfig::default()
+        },
+    )
+    .expect("spool");
+    for e in Synthetic::new(SyntheticConfig {
+        seed: 7,
+        plant_every: 100_000,
+        ..Default::default()
+    })
+    .take(hunt_n as usize)
+    {
         spool.append(&e).expect("append");
     }
     spool.flush().expect("flush");
     drop(spool);
     let reader = SpoolReader::open(&hpath).expect("reader");
-    let q = query::compile(r#"process where process.name : "curl" and process.args : "*203.0.113.80*""#).expect("query");
+    let q = query::compile(
+        r#"process where process.name : "curl" and process.args : "*203.0.113.80*""#,
+    )
+    .expect("query");
     let pre = Prefilter::for_query(&q);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let t = Instant::now();
     let mut first = None;
     let mut hits = 0u64;
-    let report = scan(&reader, TimeRange::all(), &pre, threads, &mut |_| {
-        first.get_or_insert_with(|| t.elapsed());
-        hits += 1;
-        ControlFlow::Continue(())
-    }, &mut |_, _, _| {});
+    let report = scan(
+        &reader,
+        TimeRange::all(),
+        &pre,
+        threads,
+        &mut |_| {
+            first.get_or_insert_with(|| t.elapsed());
+            hits += 1;
+            ControlFlow::Continue(())
+        },
+        &mut |_, _, _| {},
+    );
     let secs = t.elapsed().as_secs_f64();
-    row(&format!("hunt: full-scan filter, {threads} threads (events/s)"), format!("{:.0}", report.events_scanned as f64 / secs), ">= 5,000,000");
-    row("hunt: time to first result (ms)", format!("{:.1}", first.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)), "");
-    row("hunt: matches / events scanned", format!("{hits} / {}", report.events_scanned), "");
+    row(
+        &format!("hunt: full-scan filter, {threads} threads (events/s)"),
+        format!("{:.0}", report.events_scanned as f64 / secs),
+        ">= 5,000,000",
+    );
+    row(
+        "hunt: time to first result (ms)",
+        format!("{:.1}", first.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)),
+        "",
+    );
+    row(
+        "hunt: matches / events scanned",
+        format!("{hits} / {}", report.events_scanned),
+        "",
+    );
     let info = reader.info();
     let (lo, hi) = (info.oldest_ts.unwrap_or(0), info.newest_ts.unwrap_or(0));
     let recent = TimeRange::new(hi - (hi - lo) / 100, i64::MAX);
     let t = Instant::now();
-    let report = scan(&reader, recent, &pre, threads, &mut |_| ControlFlow::Continue(()), &mut |_, _, _| {});
-    row("hunt: last 1% of time range (ms)", format!("{:.1}", t.elapsed().as_secs_f64() * 1e3), "< 100");
-    row("hunt: blocks read / skipped (last 1%)", format!("{} / {}", report.blocks_scanned, report.blocks_skipped), "");
+    let report = scan(
+        &reader,
+        recent,
+        &pre,
+        threads,
+        &mut |_| ControlFlow::Continue(()),
+        &mut |_, _, _| {},
+    );
+    row(
+        "hunt: last 1% of time range (ms)",
+        format!("{:.1}", t.elapsed().as_secs_f64() * 1e3),
+        "< 100",
+    );
+    row(
+        "hunt: blocks read / skipped (last 1%)",
+        format!("{} / {}", report.blocks_scanned, report.blocks_skipped),
+        "",
+    );
 }
 
 /// 100 rules: the shipped ones plus variations of the installer rule with
@@ -143,7 +237,11 @@ fn hundred_rules() -> dsl::rules::RuleSet {
             "rule(#{{ id: \"variant-{i}\", query: `sequence by host.id with maxspan=30s [process where event.type == \"start\" and process.parent.name : (\"installer{i}\", \"helper{i}*\") and process.name : (\"sh\", \"bash\", \"zsh\")] by process.entity_id [network where process.name : (\"curl\", \"tool{i}\") and not cidrmatch(destination.ip, \"10.0.0.0/8\")] by process.parent.entity_id` }});\n"
         ));
     }
-    files.push(RuleFile { path: "variants.rhai".into(), text, origin: Origin::User });
+    files.push(RuleFile {
+        path: "variants.rhai".into(),
+        text,
+        origin: Origin::User,
+    });
     let out = load_rules(&files);
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     out.rules

@@ -17,6 +17,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the agent: sources -> pipeline -> spool + rules -> alerts.
+    Run(RunArgs),
+    /// Show the running agent's counters (from its state directory).
+    Status(StatusArgs),
     /// Run events from NDJSON files through the rules; print alerts as NDJSON.
     Replay(ReplayArgs),
     /// Search the spooled history with a query or a rule.
@@ -151,4 +155,50 @@ pub enum SpoolCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Configuration file (TOML). Missing settings take their defaults.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Override `source.kind`.
+    #[arg(long, value_enum)]
+    pub source: Option<crate::config::SourceKind>,
+    /// Override `spool.path`.
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    /// Override `spool.size_mb` (for a new spool).
+    #[arg(long)]
+    pub spool_size_mb: Option<u64>,
+    /// Override `rules.dir`.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Override `state_dir` (status.json; alerts.ndjson unless outputs.file is set).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Override `outputs.file`.
+    #[arg(long)]
+    pub alerts_file: Option<PathBuf>,
+    /// Replay these ECS NDJSON files (implies --source replay).
+    #[arg(long)]
+    pub replay: Vec<PathBuf>,
+    /// Stop after this many synthetic events.
+    #[arg(long)]
+    pub synthetic_events: Option<u64>,
+    /// Override `source.synthetic_rate` (events/s, 0 = flat out).
+    #[arg(long)]
+    pub synthetic_rate: Option<u64>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The agent's state directory.
+    #[arg(long, default_value = "/var/lib/vigil")]
+    pub state_dir: PathBuf,
+    #[arg(long)]
+    pub json: bool,
 }

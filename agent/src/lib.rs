@@ -4,8 +4,11 @@
 
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod event_store;
 pub mod hunt;
+pub mod pipeline;
 pub mod rule_files;
+pub mod sources;
 pub mod synthetic;
 pub mod timearg;

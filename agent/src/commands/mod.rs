@@ -1,8 +1,9 @@
 //! One module per subcommand; each returns the process exit code.
 
-mod hunt;
+pub(crate) mod hunt;
 mod replay;
 mod rules;
+mod run;
 mod spool;
 
 use std::process::ExitCode;
@@ -16,6 +17,8 @@ pub const DEFAULT_SPOOL: &str = "/var/lib/vigil/events.spool";
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Status(a) => run::status(a),
         Command::Replay(a) => replay::run(a),
         Command::Hunt(a) => hunt::run(a),
         Command::Rules(c) => rules::run(c),

@@ -1,0 +1,238 @@
+//! `vigil run` and `vigil status`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use dsl::correlate::CorrelatorConfig;
+use spool::SpoolConfig;
+
+use crate::cli::{RunArgs, StatusArgs};
+use crate::config::{Config, SourceKind};
+use crate::pipeline::outputs::AlertOutputs;
+use crate::pipeline::queue::event_queue;
+use crate::pipeline::{Pipeline, PipelineConfig, StatusSnapshot};
+use crate::rule_files;
+use crate::sources::feeds;
+use crate::synthetic::SyntheticConfig;
+
+/// Reads the config file (if any) and applies command-line overrides.
+fn effective_config(a: &RunArgs) -> Result<Config, Vec<String>> {
+    let mut cfg = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| vec![format!("{}: {e}", path.display())])?;
+            Config::from_toml(&text).map_err(|e| vec![format!("{}: {e}", path.display())])?
+        }
+        None => Config::default(),
+    };
+    if let Some(dir) = &a.state_dir {
+        cfg.state_dir = dir.clone();
+        cfg.spool.path = dir.join("events.spool");
+        cfg.outputs.file = Some(dir.join("alerts.ndjson"));
+    }
+    if let Some(s) = a.source {
+        cfg.source.kind = s;
+    }
+    if !a.replay.is_empty() {
+        cfg.source.kind = SourceKind::Replay;
+        cfg.source.replay_files = a.replay.clone();
+    }
+    if let Some(p) = &a.spool {
+        cfg.spool.path = p.clone();
+    }
+    if let Some(n) = a.spool_size_mb {
+        cfg.spool.size_mb = n;
+    }
+    if let Some(d) = &a.rules {
+        cfg.rules.dir = Some(d.clone());
+    }
+    if let Some(f) = &a.alerts_file {
+        cfg.outputs.file = Some(f.clone());
+    }
+    if let Some(r) = a.synthetic_rate {
+        cfg.source.synthetic_rate = r;
+    }
+    let errs = cfg.validate();
+    if errs.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errs)
+    }
+}
+
+pub fn run(a: RunArgs) -> Result<ExitCode> {
+    let cfg = match effective_config(&a) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!("vigil: invalid configuration:");
+            for e in errs {
+                eprintln!("  - {e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if a.print_config {
+        print!("{}", toml::to_string_pretty(&cfg)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let host_id = cfg.resolved_host_id();
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("creating state dir {}", cfg.state_dir.display()))?;
+
+    let loaded = rule_files::load(cfg.rules.dir.as_deref(), cfg.rules.shipped)?;
+    for e in &loaded.errors {
+        tracing::error!("rule error: {e}");
+    }
+    if loaded.rules.is_empty() {
+        bail!("no rule loaded; fix the errors above");
+    }
+    tracing::info!(rules = loaded.rules.len(), host = %host_id, source = ?cfg.source.kind, spool = %cfg.spool.path.display(), "vigil starting");
+
+    let (tx, rx, queue_counters) = event_queue(cfg.queue.capacity);
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
+    }
+    let pipeline = Pipeline::new(
+        PipelineConfig {
+            host_id: host_id.clone(),
+            spool: cfg.spool.enabled.then(|| {
+                (
+                    cfg.spool.path.clone(),
+                    SpoolConfig {
+                        capacity_bytes: cfg.spool.size_mb << 20,
+                        block_target_bytes: (cfg.spool.block_kb << 10) as usize,
+                        max_batch_age: Duration::from_millis(cfg.spool.max_batch_age_ms),
+                        zstd_level: cfg.spool.zstd_level,
+                    },
+                )
+            }),
+            correlator: CorrelatorConfig {
+                max_open_per_rule: cfg.correlator.max_open_per_rule,
+                reorder_window_ns: cfg.correlator.reorder_window_ms as i64 * 1_000_000,
+                ..CorrelatorConfig::default()
+            },
+            outputs: AlertOutputs::new(cfg.outputs.stdout, cfg.outputs.file.as_deref())?,
+            status_path: Some(cfg.state_dir.join("status.json")),
+            seed_process_table: cfg.source.kind == SourceKind::Linux,
+        },
+        Arc::new(loaded.rules),
+        queue_counters,
+    )?;
+
+    // Sources that end on their own (replay, bounded synthetic) stop the agent.
+    let source_done = match cfg.source.kind {
+        SourceKind::Replay => Some(feeds::start_replay(
+            cfg.source.replay_files.clone(),
+            cfg.source.replay_pace,
+            tx.clone(),
+            stop.clone(),
+        )?),
+        SourceKind::Synthetic => Some(feeds::start_synthetic(
+            SyntheticConfig {
+                seed: cfg.source.synthetic_seed,
+                plant_every: cfg.source.synthetic_plant_every,
+                host_id: host_id.clone(),
+                ..SyntheticConfig::default()
+            },
+            cfg.source.synthetic_rate,
+            a.synthetic_events,
+            tx.clone(),
+            stop.clone(),
+        )?),
+        SourceKind::Linux => {
+            start_linux(&cfg, &host_id, tx.clone())?;
+            None
+        }
+    };
+    drop(tx);
+    let pipeline_stop = Arc::clone(&stop);
+    let worker = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || pipeline.run(rx, pipeline_stop))?;
+    if let Some(h) = source_done {
+        while !h.is_finished() && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let sent = h.join().unwrap_or(0);
+        tracing::info!(events = sent, "source finished");
+    } else {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let snap = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))??;
+    tracing::info!(
+        received = snap.received,
+        dropped = snap.dropped,
+        spooled = snap.spooled,
+        alerts = snap.alerts,
+        "vigil stopped"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(target_os = "linux")]
+fn start_linux(cfg: &Config, host_id: &str, tx: crate::pipeline::queue::EventSender) -> Result<()> {
+    let _ = (cfg, host_id, tx);
+    bail!("the Linux live source is not wired in yet")
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_linux(
+    _cfg: &Config,
+    _host_id: &str,
+    _tx: crate::pipeline::queue::EventSender,
+) -> Result<()> {
+    bail!("source.kind = \"linux\" only runs on Linux")
+}
+
+pub fn status(a: StatusArgs) -> Result<ExitCode> {
+    let path = a.state_dir.join("status.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (is the agent running with this state dir?)",
+            path.display()
+        )
+    })?;
+    let snap: StatusSnapshot =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&snap)?);
+    } else {
+        print_status(&snap, &path);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_status(s: &StatusSnapshot, path: &Path) {
+    println!("status of        {} (at {})", path.display(), s.at);
+    println!("uptime           {}s", s.uptime_secs);
+    println!("events received  {}", s.received);
+    println!("events dropped   {}", s.dropped);
+    println!("queue depth      {}", s.queue_depth);
+    println!("processed        {}", s.processed);
+    println!("spooled          {} ({} errors)", s.spooled, s.spool_errors);
+    println!(
+        "alerts           {} ({} output errors)",
+        s.alerts, s.output_errors
+    );
+    println!("processes        {}", s.processes_tracked);
+    println!(
+        "{:<45} {:>6} {:>8} {:>8} {:>9}",
+        "rule", "open", "evicted", "expired", "completed"
+    );
+    for r in &s.rules {
+        println!(
+            "{:<45} {:>6} {:>8} {:>8} {:>9}",
+            r.id, r.open_chains, r.evicted, r.expired, r.completed
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! `vigil.toml`: every setting has a default, so an empty file (or none) is a
+//! working configuration. `validate` reports every problem at once.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Stable id of this host in events and alerts; empty = /etc/machine-id
+    /// (Linux) or the host name.
+    pub host_id: String,
+    /// Where status.json (and later the outbox) live.
+    pub state_dir: PathBuf,
+    pub spool: SpoolSection,
+    pub rules: RulesSection,
+    pub queue: QueueSection,
+    pub correlator: CorrelatorSection,
+    pub source: SourceSection,
+    pub outputs: OutputsSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSection {
+    /// Set to false to run without history (not recommended).
+    pub enabled: bool,
+    pub path: PathBuf,
+    /// Ring size for a new spool; an existing spool keeps its size.
+    pub size_mb: u64,
+    /// Raw bytes per block before it is sealed and compressed.
+    pub block_kb: u64,
+    /// A block is sealed at least this often (bounds loss on a crash).
+    pub max_batch_age_ms: u64,
+    pub zstd_level: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesSection {
+    /// Extra `*.rhai` rules; a rule with a shipped rule's id replaces it.
+    pub dir: Option<PathBuf>,
+    /// Load the rules embedded in the binary.
+    pub shipped: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    /// Events buffered between sources and the pipeline; beyond it events are dropped and counted.
+    pub capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrelatorSection {
+    pub max_open_per_rule: usize,
+    pub reorder_window_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Live Linux telemetry: process connector, fanotify, socket tables (root).
+    Linux,
+    /// Seeded synthetic macOS traffic at a fixed rate.
+    Synthetic,
+    /// ECS NDJSON files, in timestamp order.
+    Replay,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceSection {
+    pub kind: SourceKind,
+    /// Mount points fanotify watches for file writes and executions.
+    pub fanotify_paths: Vec<PathBuf>,
+    /// How often socket tables are polled for new connections.
+    pub socket_poll_ms: u64,
+    /// Events per second from the synthetic source (0 = as fast as possible).
+    pub synthetic_rate: u64,
+    pub synthetic_seed: u64,
+    /// Plant an attack chain every N synthetic events (0 = never).
+    pub synthetic_plant_every: u64,
+    pub replay_files: Vec<PathBuf>,
+    /// Replay at the recorded pace instead of as fast as possible.
+    pub replay_pace: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputsSection {
+    /// Print each alert as one JSON line on stdout.
+    pub stdout: bool,
+    /// Append each alert to this NDJSON file.
+    pub file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host_id: String::new(),
+            state_dir: PathBuf::from("/var/lib/vigil"),
+            spool: SpoolSection::default(),
+            rules: RulesSection::default(),
+            queue: QueueSection::default(),
+            correlator: CorrelatorSection::default(),
+            source: SourceSection::default(),
+            outputs: OutputsSection::default(),
+        }
+    }
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        SpoolSection {
+            enabled: true,
+            path: PathBuf::from("/var/lib/vigil/events.spool"),
+            size_mb: 1024,
+            block_kb: 1024,
+            max_batch_age_ms: 1000,
+            zstd_level: 1,
+        }
+    }
+}
+
+impl Default for RulesSection {
+    fn default() -> Self {
+        RulesSection {
+            dir: None,
+            shipped: true,
+        }
+    }
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        QueueSection { capacity: 65_536 }
+    }
+}
+
+impl Default for CorrelatorSection {
+    fn default() -> Self {
+        CorrelatorSection {
+            max_open_per_rule: 10_000,
+            reorder_window_ms: 2_000,
+        }
+    }
+}
+
+impl Default for SourceSection {
+    fn default() -> Self {
+        SourceSection {
+            kind: SourceKind::Linux,
+            fanotify_paths: vec![PathBuf::from("/")],
+            socket_poll_ms: 200,
+            synthetic_rate: 2_000,
+            synthetic_seed: 42,
+            synthetic_plant_every: 0,
+            replay_files: Vec::new(),
+            replay_pace: false,
+        }
+    }
+}
+
+impl Default for OutputsSection {
+    fn default() -> Self {
+        OutputsSection {
+            stdout: true,
+            file: Some(PathBuf::from("/var/lib/vigil/alerts.ndjson")),
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML; syntax and unknown-key errors come back as one message.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Every problem with the values, not just the first.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        if self.spool.enabled {
+            if self.spool.size_mb < 1 {
+                errs.push("spool.size_mb must be at least 1".into());
+            }
+            if self.spool.size_mb > 1 << 20 {
+                errs.push("spool.size_mb must be at most 1048576 (1 TiB)".into());
+            }
+            if !(4..=65_536).contains(&self.spool.block_kb) {
+                errs.push("spool.block_kb must be between 4 and 65536".into());
+            }
+            if self.spool.block_kb * 4 > self.spool.size_mb * 1024 {
+                errs.push("spool.block_kb must be at most a quarter of spool.size_mb".into());
+            }
+            if !(10..=60_000).contains(&self.spool.max_batch_age_ms) {
+                errs.push("spool.max_batch_age_ms must be between 10 and 60000".into());
+            }
+            if !(-7..=19).contains(&self.spool.zstd_level) {
+                errs.push("spool.zstd_level must be between -7 and 19".into());
+            }
+        }
+        if self.queue.capacity == 0 || self.queue.capacity > 10_000_000 {
+            errs.push("queue.capacity must be between 1 and 10000000".into());
+        }
+        if self.correlator.max_open_per_rule == 0 {
+            errs.push("correlator.max_open_per_rule must be at least 1".into());
+        }
+        if self.correlator.reorder_window_ms > 60_000 {
+            errs.push("correlator.reorder_window_ms must be at most 60000".into());
+        }
+        if let Some(dir) = &self.rules.dir {
+            if !dir.is_dir() {
+                errs.push(format!("rules.dir {} is not a directory", dir.display()));
+            }
+        }
+        if !self.rules.shipped && self.rules.dir.is_none() {
+            errs.push("no rules: set rules.dir or leave rules.shipped = true".into());
+        }
+        match self.source.kind {
+            SourceKind::Replay if self.source.replay_files.is_empty() => {
+                errs.push("source.kind = \"replay\" needs source.replay_files".into())
+            }
+            SourceKind::Replay => {
+                for f in &self.source.replay_files {
+                    if !f.is_file() {
+                        errs.push(format!(
+                            "source.replay_files: {} is not a file",
+                            f.display()
+                        ));
+                    }
+                }
+            }
+            SourceKind::Linux if !(10..=60_000).contains(&self.source.socket_poll_ms) => {
+                errs.push("source.socket_poll_ms must be between 10 and 60000".into())
+            }
+            _ => {}
+        }
+        if !self.outputs.stdout && self.outputs.file.is_none() {
+            errs.push("no alert output: enable outputs.stdout or set outputs.file".into());
+        }
+        errs
+    }
+
+    /// The configured host id, or one derived from the machine.
+    pub fn resolved_host_id(&self) -> String {
+        if !self.host_id.trim().is_empty() {
+            return self.host_id.trim().to_string();
+        }
+        std::fs::read_to_string("/etc/machine-id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .or_else(|| sysinfo::System::host_name())
+            .unwrap_or_else(|| "unknown-host".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults_and_valid_for_linux() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.spool.size_mb, 1024);
+        assert_eq!(c.source.kind, SourceKind::Linux);
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let c = Config::from_toml(
+            "[spool]\nsize_mb = 0\nblock_kb = 1\n[queue]\ncapacity = 0\n[source]\nkind = \"replay\"\n[outputs]\nstdout = false\nfile = \"\"\n",
+        )
+        .unwrap();
+        let mut c = c;
+        c.outputs.file = None;
+        let errs = c.validate();
+        for needle in [
+            "spool.size_mb",
+            "spool.block_kb",
+            "queue.capacity",
+            "replay_files",
+            "no alert output",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(needle)),
+                "missing {needle} in {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = Config::from_toml("[spool]\nsize_gb = 3\n").unwrap_err();
+        assert!(err.contains("size_gb"), "{err}");
+    }
+}

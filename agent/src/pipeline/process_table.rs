@@ -1,0 +1,310 @@
+//! What the agent knows about live (and recently exited) processes: seeded
+//! from `sysinfo` at start, kept current from exec/fork/exit events. Fills
+//! the parent and entity-id fields sources could not, and answers ancestry
+//! questions for alerts and context requests.
+
+use std::collections::{HashMap, VecDeque};
+
+use dsl::event::{Category, EventType, Process};
+use dsl::Event;
+use serde::Serialize;
+
+/// One process instance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    pub entity_id: String,
+    pub name: Option<String>,
+    pub executable: Option<String>,
+    pub args: Vec<String>,
+    pub user_id: Option<String>,
+    pub start_ns: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_ns: Option<i64>,
+}
+
+/// How many exited processes stay answerable for context and ancestry.
+const EXITED_KEPT: usize = 4096;
+const MAX_ANCESTRY: usize = 64;
+
+pub struct ProcessTable {
+    host_tag: String,
+    live: HashMap<u32, ProcInfo>,
+    by_entity: HashMap<String, ProcInfo>,
+    exited: VecDeque<String>,
+}
+
+impl ProcessTable {
+    pub fn new(host_id: &str) -> ProcessTable {
+        ProcessTable {
+            host_tag: host_id.chars().take(8).collect(),
+            live: HashMap::new(),
+            by_entity: HashMap::new(),
+            exited: VecDeque::new(),
+        }
+    }
+
+    /// Entity id for a process we only know from a snapshot: host, pid and
+    /// start time identify one process instance.
+    pub fn snapshot_entity_id(&self, pid: u32, start_secs: u64) -> String {
+        format!("{}-{pid}-{start_secs}", self.host_tag)
+    }
+
+    /// Seeds the table with every running process.
+    pub fn seed_from_system(&mut self) {
+        use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+        let mut sys = System::new();
+        sys.refresh_processes_specifics(
+            ProcessesToUpdate::All,
+            true,
+            ProcessRefreshKind::nothing()
+                .with_exe(UpdateKind::Always)
+                .with_cmd(UpdateKind::Always)
+                .with_user(UpdateKind::Always),
+        );
+        for (pid, p) in sys.processes() {
+            let pid = pid.as_u32();
+            let info = ProcInfo {
+                pid,
+                ppid: p.parent().map(|pp| pp.as_u32()),
+                entity_id: self.snapshot_entity_id(pid, p.start_time()),
+                name: Some(p.name().to_string_lossy().into_owned()),
+                executable: p.exe().map(|e| e.display().to_string()),
+                args: p
+                    .cmd()
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect(),
+                user_id: p.user_id().map(|u| u.to_string()),
+                start_ns: (p.start_time() as i64).saturating_mul(1_000_000_000),
+                exit_ns: None,
+            };
+            self.insert(info);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    fn insert(&mut self, info: ProcInfo) {
+        self.by_entity.insert(info.entity_id.clone(), info.clone());
+        self.live.insert(info.pid, info);
+    }
+
+    pub fn by_pid(&self, pid: u32) -> Option<&ProcInfo> {
+        self.live.get(&pid)
+    }
+
+    pub fn by_entity(&self, entity_id: &str) -> Option<&ProcInfo> {
+        self.by_entity.get(entity_id)
+    }
+
+    /// Fills missing process/parent fields from the table, then learns from
+    /// the event (exec/fork add or replace a process, exit retires it).
+    pub fn observe(&mut self, e: &mut Event) {
+        let Some(pid) = e.process.pid else { return };
+        // The source's parent entity id is authoritative: adopt it.
+        if let Some(parent) = e.process.parent.as_deref() {
+            if let (Some(ppid), Some(peid)) = (parent.pid, parent.entity_id.as_deref()) {
+                if let Some(known) = self.live.get(&ppid) {
+                    if known.entity_id != peid {
+                        let mut info = known.clone();
+                        info.entity_id = peid.to_string();
+                        self.insert(info);
+                    }
+                }
+            }
+        }
+        let is_start = e.event.category == Category::Process && e.has_type(EventType::Start);
+        let is_end = e.event.category == Category::Process && e.has_type(EventType::End);
+        if is_start {
+            let ppid = e
+                .process
+                .parent
+                .as_ref()
+                .and_then(|p| p.pid)
+                .or_else(|| self.live.get(&pid).and_then(|p| p.ppid));
+            let entity_id = e
+                .process
+                .entity_id
+                .clone()
+                .unwrap_or_else(|| format!("{}-{pid}-{}", self.host_tag, e.timestamp_ns));
+            self.insert(ProcInfo {
+                pid,
+                ppid,
+                entity_id,
+                name: e.process.name.clone(),
+                executable: e.process.executable.clone(),
+                args: e.process.args.clone(),
+                user_id: e.user.id.clone(),
+                start_ns: e.timestamp_ns,
+                exit_ns: None,
+            });
+        }
+        self.fill(e);
+        if is_end {
+            if let Some(mut info) = self.live.remove(&pid) {
+                info.exit_ns = Some(e.timestamp_ns);
+                self.exited.push_back(info.entity_id.clone());
+                self.by_entity.insert(info.entity_id.clone(), info);
+                while self.exited.len() > EXITED_KEPT {
+                    if let Some(old) = self.exited.pop_front() {
+                        self.by_entity.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+
+    fn fill(&self, e: &mut Event) {
+        let Some(pid) = e.process.pid else { return };
+        let Some(me) = self.live.get(&pid) else {
+            return;
+        };
+        fill_process(&mut e.process, me);
+        if let Some(pp) = me.ppid.and_then(|pp| self.live.get(&pp)) {
+            let parent = e.process.parent.get_or_insert_with(Default::default);
+            fill_process(parent, pp);
+        }
+    }
+
+    /// The chain from `entity_id` up to the root (the process itself first).
+    pub fn ancestry(&self, entity_id: &str) -> Vec<ProcInfo> {
+        let mut out = Vec::new();
+        let mut cur = self.by_entity.get(entity_id).cloned();
+        while let Some(p) = cur {
+            let next = p
+                .ppid
+                .filter(|&pp| pp != p.pid)
+                .and_then(|pp| self.live.get(&pp))
+                .cloned();
+            out.push(p);
+            if out.len() >= MAX_ANCESTRY {
+                break;
+            }
+            cur = next;
+        }
+        out
+    }
+}
+
+fn fill_process(p: &mut Process, info: &ProcInfo) {
+    p.pid.get_or_insert(info.pid);
+    if p.entity_id.is_none() {
+        p.entity_id = Some(info.entity_id.clone());
+    }
+    if p.name.is_none() {
+        p.name = info.name.clone();
+    }
+    if p.executable.is_none() {
+        p.executable = info.executable.clone();
+    }
+    if p.args.is_empty() {
+        p.args = info.args.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsl::event::EventInfo;
+
+    fn exec(ts: i64, pid: u32, ppid: u32, name: &str, eid: &str) -> Event {
+        Event {
+            timestamp_ns: ts,
+            event: EventInfo {
+                category: Category::Process,
+                types: vec![EventType::Start],
+                action: Some("exec".into()),
+                ..Default::default()
+            },
+            process: Process {
+                pid: Some(pid),
+                entity_id: Some(eid.into()),
+                name: Some(name.into()),
+                parent: Some(Box::new(Process {
+                    pid: Some(ppid),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn exec_events_build_ancestry_and_fill_parents() {
+        let mut t = ProcessTable::new("host0001");
+        let mut a = exec(1, 10, 1, "installer", "e10");
+        let mut b = exec(2, 11, 10, "sh", "e11");
+        let mut c = exec(3, 12, 11, "curl", "e12");
+        t.observe(&mut a);
+        t.observe(&mut b);
+        t.observe(&mut c);
+        assert_eq!(
+            c.process.parent.as_ref().unwrap().name.as_deref(),
+            Some("sh")
+        );
+        assert_eq!(
+            c.process.parent.as_ref().unwrap().entity_id.as_deref(),
+            Some("e11")
+        );
+        let chain: Vec<_> = t
+            .ancestry("e12")
+            .into_iter()
+            .map(|p| p.name.unwrap())
+            .collect();
+        assert_eq!(chain, ["curl", "sh", "installer"]);
+        // A network event with only a pid gets its process filled in.
+        let mut net = Event {
+            timestamp_ns: 4,
+            process: Process {
+                pid: Some(12),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        t.observe(&mut net);
+        assert_eq!(net.process.entity_id.as_deref(), Some("e12"));
+        assert_eq!(
+            net.process.parent.unwrap().entity_id.as_deref(),
+            Some("e11")
+        );
+    }
+
+    #[test]
+    fn exited_processes_stay_answerable_but_bounded() {
+        let mut t = ProcessTable::new("h");
+        for pid in 0..(EXITED_KEPT as u32 + 10) {
+            let mut e = exec(1, pid + 100, 1, "x", &format!("e{pid}"));
+            t.observe(&mut e);
+            let mut end = e.clone();
+            end.event.types = vec![EventType::End];
+            t.observe(&mut end);
+        }
+        assert!(
+            t.by_entity("e0").is_none(),
+            "oldest exited process is forgotten"
+        );
+        assert!(t
+            .by_entity(&format!("e{}", EXITED_KEPT as u32 + 9))
+            .is_some());
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn seeding_sees_this_test_process() {
+        let mut t = ProcessTable::new("h");
+        t.seed_from_system();
+        let me = t
+            .by_pid(std::process::id())
+            .expect("own pid is in the table");
+        assert!(me.executable.is_some());
+    }
+}

@@ -1,0 +1,6 @@
+//! Live event sources: the kernel-facing producers of [`dsl::Event`]s.
+
+#[cfg(target_os = "linux")]
+pub mod linux;
+
+pub mod feeds;
