@@ -60,13 +60,15 @@ struct Partial {
     last_serial: u64,
 }
 
+/// (id, arrival serial, event) of a held event.
+type HeldEvent = (u64, u64, Event);
+
 /// Later-stage events that found no predecessor, held for the reorder
 /// window in case it arrives late. Indexed by (stage, key) for joins, and
 /// kept in arrival order for expiry and the size bound.
 #[derive(Default)]
 struct LateEvents {
-    /// (id, arrival serial, event).
-    by_key: HashMap<(usize, JoinKey), VecDeque<(u64, u64, Event)>>,
+    by_key: HashMap<(usize, JoinKey), VecDeque<HeldEvent>>,
     order: VecDeque<(u64, i64, usize, JoinKey)>,
     next_id: u64,
 }
@@ -75,15 +77,21 @@ impl LateEvents {
     fn push(&mut self, stage: usize, key: JoinKey, e: &Event, serial: u64, max: usize) {
         let id = self.next_id;
         self.next_id += 1;
-        self.order.push_back((id, e.timestamp_ns, stage, key.clone()));
-        self.by_key.entry((stage, key)).or_default().push_back((id, serial, e.clone()));
+        self.order
+            .push_back((id, e.timestamp_ns, stage, key.clone()));
+        self.by_key
+            .entry((stage, key))
+            .or_default()
+            .push_back((id, serial, e.clone()));
         while self.order.len() > max {
             self.pop_oldest();
         }
     }
 
     fn pop_oldest(&mut self) {
-        let Some((id, _, stage, key)) = self.order.pop_front() else { return };
+        let Some((id, _, stage, key)) = self.order.pop_front() else {
+            return;
+        };
         let slot = (stage, key);
         if let Some(q) = self.by_key.get_mut(&slot) {
             q.retain(|(i, ..)| *i != id);
@@ -95,14 +103,23 @@ impl LateEvents {
 
     /// Drops events older than `horizon` (arrival order approximates time order).
     fn expire(&mut self, horizon: i64) {
-        while self.order.front().is_some_and(|(_, ts, _, _)| *ts < horizon) {
+        while self
+            .order
+            .front()
+            .is_some_and(|(_, ts, _, _)| *ts < horizon)
+        {
             self.pop_oldest();
         }
     }
 
     /// Takes the first held event of `stage`/`key` that `fits` (given its
     /// arrival serial), with that serial.
-    fn take(&mut self, stage: usize, key: &JoinKey, fits: impl Fn(u64, &Event) -> bool) -> Option<(u64, Event)> {
+    fn take(
+        &mut self,
+        stage: usize,
+        key: &JoinKey,
+        fits: impl Fn(u64, &Event) -> bool,
+    ) -> Option<(u64, Event)> {
         let slot = (stage, key.clone());
         let q = self.by_key.get_mut(&slot)?;
         let pos = q.iter().position(|(_, serial, e)| fits(*serial, e))?;
@@ -190,14 +207,17 @@ impl SequenceState {
                 };
                 self.next_id += 1;
                 self.place(spec, cfg, 0, key, partial, out);
-            } else if !self.advance(spec, cfg, i, &key, e, serial, out) && cfg.reorder_window_ns > 0 {
+            } else if !self.advance(spec, cfg, i, &key, e, serial, out) && cfg.reorder_window_ns > 0
+            {
                 self.late.push(i, key, e, serial, cfg.max_late_per_rule);
             }
         }
         self.enforce_bound(cfg);
     }
 
-    /// Tries to extend the partial waiting before stage `i` with `e`.
+    /// Tries to extend the partial waiting before stage `i` with `e`, which
+    /// arrived as event number `serial`.
+    #[allow(clippy::too_many_arguments)]
     fn advance(
         &mut self,
         spec: &SequenceSpec,
@@ -212,7 +232,9 @@ impl SequenceState {
         let Some(p) = prev.get(key) else { return false };
         // `e` must come after the partial's last event: later in time, or at
         // the same time but arrived later (never the same event again).
-        if (e.timestamp_ns, serial) <= (p.last_ts, p.last_serial) || !within(spec, p.first_ts, e.timestamp_ns) {
+        if (e.timestamp_ns, serial) <= (p.last_ts, p.last_serial)
+            || !within(spec, p.first_ts, e.timestamp_ns)
+        {
             return false;
         }
         let mut p = prev.remove(key).expect("just looked up");
@@ -249,7 +271,8 @@ impl SequenceState {
         self.waiting[i].insert(key.clone(), p);
         // A later stage that arrived early (out of order) may now join.
         let held = self.late.take(i + 1, &key, |serial, e| {
-            (e.timestamp_ns, serial) > (last_ts, last_serial) && within(spec, first_ts, e.timestamp_ns)
+            (e.timestamp_ns, serial) > (last_ts, last_serial)
+                && within(spec, first_ts, e.timestamp_ns)
         });
         if let Some((serial, e)) = held {
             self.advance(spec, cfg, i + 1, &key, &e, serial, out);

@@ -426,9 +426,15 @@ fn locate_in_file(file: &str, call: Position, query_text: &str, offset: usize) -
     let literal_start = exact.or_else(|| {
         after.match_indices("query").find_map(|(k, _)| {
             let key_end = &after[k + "query".len()..];
-            let rest = key_end.strip_prefix(['"', '\'']).unwrap_or(key_end).trim_start();
+            let rest = key_end
+                .strip_prefix(['"', '\''])
+                .unwrap_or(key_end)
+                .trim_start();
             let rest = rest.strip_prefix(':')?.trim_start();
-            let quote = rest.chars().next().filter(|c| matches!(c, '`' | '"' | '\''))?;
+            let quote = rest
+                .chars()
+                .next()
+                .filter(|c| matches!(c, '`' | '"' | '\''))?;
             let mut start = after.len() - rest.len() + 1;
             // rhai drops a line break right after an opening back-tick.
             if quote == '`' {

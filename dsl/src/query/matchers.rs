@@ -88,7 +88,10 @@ impl Pattern {
         };
         let inner = pat.trim_matches('*');
         let shape = if inner.contains(['*', '?']) || pat.contains('?') {
-            Shape::Glob(pat.chars().collect(), pat.is_ascii().then(|| pat.as_bytes().to_vec()))
+            Shape::Glob(
+                pat.chars().collect(),
+                pat.is_ascii().then(|| pat.as_bytes().to_vec()),
+            )
         } else {
             match (pat.starts_with('*'), pat.ends_with('*')) {
                 (false, false) => Shape::Exact(pat.clone()),
@@ -168,10 +171,18 @@ fn glob_match(pat: &[char], ascii_pat: Option<&[u8]>, text: &str, ascii_ci: bool
         });
     }
     let text: Vec<char> = text.chars().collect();
-    glob_slices(pat, &text, '*', '?', |p, t| p == t || (ascii_ci && p.eq_ignore_ascii_case(&t)))
+    glob_slices(pat, &text, '*', '?', |p, t| {
+        p == t || (ascii_ci && p.eq_ignore_ascii_case(&t))
+    })
 }
 
-fn glob_slices<T: Copy + PartialEq>(pat: &[T], text: &[T], star_c: T, any_c: T, same: impl Fn(T, T) -> bool) -> bool {
+fn glob_slices<T: Copy + PartialEq>(
+    pat: &[T],
+    text: &[T],
+    star_c: T,
+    any_c: T,
+    same: impl Fn(T, T) -> bool,
+) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
