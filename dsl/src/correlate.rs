@@ -8,6 +8,7 @@
 //! briefly so a stage that arrives before its predecessor still joins.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::event::Event;
 use crate::query::{CompiledQuery, SequenceSpec};
@@ -44,15 +45,50 @@ pub struct SequenceStats {
 /// A completed match: the events in order and the join key values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Match {
-    pub events: Vec<Event>,
+    pub events: Vec<Arc<Event>>,
     pub key: Vec<String>,
+}
+
+/// An event being offered to the rules: borrowed until some stage keeps it,
+/// then copied once into an `Arc` that every partial sequence shares.
+pub struct SharedEvent<'a> {
+    borrowed: Option<&'a Event>,
+    arc: std::cell::OnceCell<Arc<Event>>,
+}
+
+impl<'a> SharedEvent<'a> {
+    pub fn borrowed(e: &'a Event) -> SharedEvent<'a> {
+        SharedEvent {
+            borrowed: Some(e),
+            arc: std::cell::OnceCell::new(),
+        }
+    }
+
+    pub fn from_arc(e: Arc<Event>) -> SharedEvent<'a> {
+        SharedEvent {
+            borrowed: None,
+            arc: std::cell::OnceCell::from(e),
+        }
+    }
+
+    pub fn event(&self) -> &Event {
+        match self.borrowed {
+            Some(b) => b,
+            None => self.arc.get().expect("from_arc always sets the Arc"),
+        }
+    }
+
+    /// The shared copy, made on first use.
+    pub fn arc(&self) -> Arc<Event> {
+        Arc::clone(self.arc.get_or_init(|| Arc::new(self.event().clone())))
+    }
 }
 
 type JoinKey = Vec<String>;
 
 struct Partial {
     id: u64,
-    events: Vec<Event>,
+    events: Vec<Arc<Event>>,
     first_ts: i64,
     last_ts: i64,
     /// Arrival serial of the last event: with `last_ts` it orders events
@@ -61,7 +97,7 @@ struct Partial {
 }
 
 /// (id, arrival serial, event) of a held event.
-type HeldEvent = (u64, u64, Event);
+type HeldEvent = (u64, u64, Arc<Event>);
 
 /// Later-stage events that found no predecessor, held for the reorder
 /// window in case it arrives late. Indexed by (stage, key) for joins, and
@@ -74,7 +110,7 @@ struct LateEvents {
 }
 
 impl LateEvents {
-    fn push(&mut self, stage: usize, key: JoinKey, e: &Event, serial: u64, max: usize) {
+    fn push(&mut self, stage: usize, key: JoinKey, e: Arc<Event>, serial: u64, max: usize) {
         let id = self.next_id;
         self.next_id += 1;
         self.order
@@ -82,7 +118,7 @@ impl LateEvents {
         self.by_key
             .entry((stage, key))
             .or_default()
-            .push_back((id, serial, e.clone()));
+            .push_back((id, serial, e));
         while self.order.len() > max {
             self.pop_oldest();
         }
@@ -119,7 +155,7 @@ impl LateEvents {
         stage: usize,
         key: &JoinKey,
         fits: impl Fn(u64, &Event) -> bool,
-    ) -> Option<(u64, Event)> {
+    ) -> Option<(u64, Arc<Event>)> {
         let slot = (stage, key.clone());
         let q = self.by_key.get_mut(&slot)?;
         let pos = q.iter().position(|(_, serial, e)| fits(*serial, e))?;
@@ -177,6 +213,19 @@ impl SequenceState {
         e: &Event,
         out: &mut Vec<Match>,
     ) {
+        self.process_shared(spec, cfg, &SharedEvent::borrowed(e), out)
+    }
+
+    /// [`SequenceState::process`] for an event several rules may keep: it
+    /// is copied at most once, when the first stage takes it.
+    pub fn process_shared(
+        &mut self,
+        spec: &SequenceSpec,
+        cfg: &CorrelatorConfig,
+        shared: &SharedEvent<'_>,
+        out: &mut Vec<Match>,
+    ) {
+        let e = shared.event();
         let serial = self.arrivals;
         self.arrivals += 1;
         self.watermark = self.watermark.max(e.timestamp_ns);
@@ -200,16 +249,18 @@ impl SequenceState {
             if i == 0 {
                 let partial = Partial {
                     id: self.next_id,
-                    events: vec![e.clone()],
+                    events: vec![shared.arc()],
                     first_ts: e.timestamp_ns,
                     last_ts: e.timestamp_ns,
                     last_serial: serial,
                 };
                 self.next_id += 1;
                 self.place(spec, cfg, 0, key, partial, out);
-            } else if !self.advance(spec, cfg, i, &key, e, serial, out) && cfg.reorder_window_ns > 0
+            } else if !self.advance(spec, cfg, i, &key, shared, serial, out)
+                && cfg.reorder_window_ns > 0
             {
-                self.late.push(i, key, e, serial, cfg.max_late_per_rule);
+                self.late
+                    .push(i, key, shared.arc(), serial, cfg.max_late_per_rule);
             }
         }
         self.enforce_bound(cfg);
@@ -224,10 +275,11 @@ impl SequenceState {
         cfg: &CorrelatorConfig,
         i: usize,
         key: &JoinKey,
-        e: &Event,
+        shared: &SharedEvent<'_>,
         serial: u64,
         out: &mut Vec<Match>,
     ) -> bool {
+        let e = shared.event();
         let prev = &mut self.waiting[i - 1];
         let Some(p) = prev.get(key) else { return false };
         // `e` must come after the partial's last event: later in time, or at
@@ -238,8 +290,9 @@ impl SequenceState {
             return false;
         }
         let mut p = prev.remove(key).expect("just looked up");
-        p.events.push(e.clone());
-        p.last_ts = e.timestamp_ns;
+        let ts = e.timestamp_ns;
+        p.events.push(shared.arc());
+        p.last_ts = ts;
         p.last_serial = serial;
         self.place(spec, cfg, i, key.clone(), p, out);
         true
@@ -275,7 +328,15 @@ impl SequenceState {
                 && within(spec, first_ts, e.timestamp_ns)
         });
         if let Some((serial, e)) = held {
-            self.advance(spec, cfg, i + 1, &key, &e, serial, out);
+            self.advance(
+                spec,
+                cfg,
+                i + 1,
+                &key,
+                &SharedEvent::from_arc(e),
+                serial,
+                out,
+            );
         }
     }
 
@@ -352,20 +413,20 @@ impl QueryState {
         &mut self,
         q: &CompiledQuery,
         cfg: &CorrelatorConfig,
-        e: &Event,
+        shared: &SharedEvent<'_>,
         out: &mut Vec<Match>,
     ) {
         match (self, q) {
             (QueryState::Filter, CompiledQuery::Event(f)) => {
-                if f.matches(e) {
+                if f.matches(shared.event()) {
                     out.push(Match {
-                        events: vec![e.clone()],
+                        events: vec![shared.arc()],
                         key: Vec::new(),
                     });
                 }
             }
             (QueryState::Sequence(state), CompiledQuery::Sequence(spec)) => {
-                state.process(spec, cfg, e, out)
+                state.process_shared(spec, cfg, shared, out)
             }
             _ => unreachable!("QueryState is always built from the same query"),
         }

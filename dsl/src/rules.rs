@@ -14,7 +14,7 @@ use rhai::module_resolvers::StaticModuleResolver;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, Position, AST};
 
 use crate::alert::{alert_id, Alert, AlertRule, Severity};
-use crate::correlate::{CorrelatorConfig, Match, QueryState, SequenceStats};
+use crate::correlate::{CorrelatorConfig, Match, QueryState, SequenceStats, SharedEvent};
 use crate::event::{Category, Event};
 use crate::query::{self, CompiledQuery};
 
@@ -512,16 +512,17 @@ impl RuleSet {
             CompiledQuery::Sequence(s) => s.key_names.clone(),
             CompiledQuery::Event(_) => Vec::new(),
         };
-        let first = m.events.first().map_or(0, |e| e.timestamp_ns);
-        let last = m.events.last().map_or(0, |e| e.timestamp_ns);
+        let events: Vec<Event> = m.events.iter().map(|e| Event::clone(e)).collect();
+        let first = events.first().map_or(0, |e| e.timestamp_ns);
+        let last = events.last().map_or(0, |e| e.timestamp_ns);
         let mut alert = Alert {
-            id: alert_id(&rule.meta.id, &m.events),
+            id: alert_id(&rule.meta.id, &events),
             timestamp_ns: last,
             first_timestamp_ns: first,
             rule: rule.meta.clone(),
             host_id: m.events.first().and_then(|e| e.host.id.clone()),
             join_key: key_names.into_iter().zip(m.key).collect(),
-            events: m.events,
+            events,
             context_requests: rule.context.clone(),
             enrichments: serde_json::Map::new(),
         };
@@ -667,10 +668,25 @@ impl Correlator {
 
     /// Feeds one event; alerts it completes are appended to `alerts`.
     pub fn process(&mut self, e: &Event, alerts: &mut Vec<Alert>) {
+        self.process_shared(&SharedEvent::borrowed(e), alerts)
+    }
+
+    /// Like [`Correlator::process`] for an event already in an `Arc`: rules
+    /// that keep it share it instead of copying.
+    pub fn process_arc(&mut self, e: &Arc<Event>, alerts: &mut Vec<Alert>) {
+        self.process_shared(&SharedEvent::from_arc(Arc::clone(e)), alerts)
+    }
+
+    fn process_shared(&mut self, shared: &SharedEvent<'_>, alerts: &mut Vec<Alert>) {
         self.events_seen += 1;
         let rules = Arc::clone(&self.rules);
-        for &idx in rules.candidates(e.event.category) {
-            self.states[idx].process(&rules.rules[idx].query, &self.config, e, &mut self.matches);
+        for &idx in rules.candidates(shared.event().event.category) {
+            self.states[idx].process(
+                &rules.rules[idx].query,
+                &self.config,
+                shared,
+                &mut self.matches,
+            );
             for m in self.matches.drain(..) {
                 if let Some(alert) = rules.make_alert(idx, m) {
                     alerts.push(alert);
