@@ -153,7 +153,7 @@ impl Default for SourceSection {
     fn default() -> Self {
         SourceSection {
             kind: SourceKind::Linux,
-            fanotify_paths: vec![PathBuf::from("/")],
+            fanotify_paths: ["/", "/home", "/tmp", "/var/tmp"].map(PathBuf::from).to_vec(),
             socket_poll_ms: 200,
             synthetic_rate: 2_000,
             synthetic_seed: 42,

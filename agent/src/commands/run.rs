@@ -124,6 +124,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         queue_counters,
     )?;
 
+    let mut live_source: Option<SourceGuard> = None;
     // Sources that end on their own (replay, bounded synthetic) stop the agent.
     let source_done = match cfg.source.kind {
         SourceKind::Replay => Some(feeds::start_replay(
@@ -145,7 +146,13 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             stop.clone(),
         )?),
         SourceKind::Linux => {
-            start_linux(&cfg, &host_id, tx.clone())?;
+            live_source = Some(match start_linux(&cfg, &host_id, tx.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("vigil: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            });
             None
         }
     };
@@ -166,6 +173,8 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         }
     }
     stop.store(true, Ordering::Relaxed);
+    // Stop the kernel sources first so the pipeline drains a closed stream.
+    drop(live_source);
     let snap = worker
         .join()
         .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))??;
@@ -179,18 +188,24 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Keeps a live source running until dropped.
+type SourceGuard = Box<dyn std::any::Any>;
+
 #[cfg(target_os = "linux")]
-fn start_linux(cfg: &Config, host_id: &str, tx: crate::pipeline::queue::EventSender) -> Result<()> {
-    let _ = (cfg, host_id, tx);
-    bail!("the Linux live source is not wired in yet")
+fn start_linux(cfg: &Config, host_id: &str, tx: crate::pipeline::queue::EventSender) -> Result<SourceGuard> {
+    use crate::sources::linux::{LinuxSource, LinuxSourceConfig};
+    let host_name = sysinfo::System::host_name().unwrap_or_else(|| host_id.to_string());
+    let mut lc = LinuxSourceConfig::new(host_id, host_name);
+    lc.fanotify_paths = cfg.source.fanotify_paths.iter().filter(|p| p.exists()).cloned().collect();
+    lc.socket_poll_interval = Duration::from_millis(cfg.source.socket_poll_ms);
+    let source = LinuxSource::start(lc, Arc::new(move |e| tx.push(e)))
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("starting the Linux live source (process connector, fanotify, socket tables)")?;
+    Ok(Box::new(source))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_linux(
-    _cfg: &Config,
-    _host_id: &str,
-    _tx: crate::pipeline::queue::EventSender,
-) -> Result<()> {
+fn start_linux(_cfg: &Config, _host_id: &str, _tx: crate::pipeline::queue::EventSender) -> Result<SourceGuard> {
     bail!("source.kind = \"linux\" only runs on Linux")
 }
 

@@ -1,0 +1,506 @@
+//! The Linux live event source, without eBPF:
+//!
+//! - process fork/exec/exit from the netlink process connector
+//!   ([`proc_connector`]), completed from `/proc/<pid>`;
+//! - file writes and executions from fanotify mount marks ([`fanotify`]);
+//! - outbound TCP connections from polling `/proc/net/tcp{,6}` and mapping
+//!   socket inodes to processes ([`sockets`]).
+//!
+//! [`LinuxSource::start`] runs one thread per sub-source; each hands events to
+//! the `push` callback, which must not block (it returns `false` when the
+//! pipeline queue is full: the event is dropped and counted). Every event
+//! carries `host.*`, `@timestamp` (wall clock when vigil built the event, in
+//! ns), `event.category`/`type`/`action`, and the acting process with a
+//! stable `process.entity_id` (see [`entity`]).
+
+pub mod entity;
+mod fanotify;
+mod proc_connector;
+mod procfs;
+pub mod sockets;
+mod sys;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use dsl::event::{Category, EventInfo, EventType, Host, Os, Process};
+use dsl::Event;
+
+pub use entity::{entity_id, ProcessIdentity};
+pub use sockets::SocketPoller;
+
+use entity::{Attrs, ProcEntry, ProcessTable};
+use sys::EventFd;
+
+/// The callback events are handed to; `false` means "queue full, dropped".
+pub type PushFn = Arc<dyn Fn(Event) -> bool + Send + Sync>;
+
+/// Which fanotify mark covers a configured path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FanotifyMark {
+    /// `FAN_MARK_MOUNT`: the mount the path is on.
+    #[default]
+    Mount,
+    /// `FAN_MARK_FILESYSTEM` (Linux 4.20): every mount of the path's
+    /// filesystem, including bind mounts and other mount namespaces.
+    Filesystem,
+}
+
+#[derive(Debug, Clone)]
+pub struct LinuxSourceConfig {
+    pub host_id: String,
+    pub host_name: String,
+    /// `host.os.family` (e.g. "debian", "rhel").
+    pub os_family: Option<String>,
+    /// `host.os.version` (e.g. "12").
+    pub os_version: Option<String>,
+    pub process_events: bool,
+    pub file_events: bool,
+    pub network_events: bool,
+    /// Paths whose mount (or filesystem) fanotify watches.
+    pub fanotify_paths: Vec<PathBuf>,
+    pub fanotify_mark: FanotifyMark,
+    pub socket_poll_interval: Duration,
+    /// Poll the TCP tables shortly (20 ms) after every exec, besides the
+    /// periodic polls, to catch a new program's first connection.
+    pub poll_sockets_on_exec: bool,
+}
+
+impl LinuxSourceConfig {
+    /// All sub-sources on, default paths and interval, OS family and version
+    /// from `/etc/os-release`.
+    pub fn new(host_id: impl Into<String>, host_name: impl Into<String>) -> LinuxSourceConfig {
+        let (os_family, os_version) = procfs::os_release();
+        LinuxSourceConfig {
+            host_id: host_id.into(),
+            host_name: host_name.into(),
+            os_family,
+            os_version,
+            process_events: true,
+            file_events: true,
+            network_events: true,
+            fanotify_paths: Self::default_fanotify_paths(),
+            fanotify_mark: FanotifyMark::Mount,
+            socket_poll_interval: Duration::from_millis(200),
+            poll_sockets_on_exec: true,
+        }
+    }
+
+    /// `/`, plus those of `/home`, `/tmp`, `/var/tmp`, `/dev/shm` that exist.
+    /// A mount mark covers one mount: the extra paths matter when they are
+    /// separate mounts (tmpfs `/tmp`, `/dev/shm` — the usual malware drop
+    /// spots); when they are on `/`'s mount, marking them again is a no-op.
+    pub fn default_fanotify_paths() -> Vec<PathBuf> {
+        let mut v = vec![PathBuf::from("/")];
+        for p in ["/home", "/tmp", "/var/tmp", "/dev/shm"] {
+            if Path::new(p).is_dir() {
+                v.push(PathBuf::from(p));
+            }
+        }
+        v
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(
+        "linux source: needs root (running as euid {euid}): the process connector, fanotify \
+         and reading other processes' /proc/<pid>/fd all require it"
+    )]
+    NotRoot { euid: u32 },
+    /// A sub-source could not start; `what` names it ("process connector",
+    /// "fanotify", "socket poller").
+    #[error("{what}: {reason}")]
+    Start { what: &'static str, reason: String },
+}
+
+/// Counts of one sub-source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SubSourceCounters {
+    /// Kernel events (processes, not threads) / file records / new outbound
+    /// connections observed.
+    pub received: u64,
+    /// Events the push callback accepted.
+    pub emitted: u64,
+    /// Events the push callback refused (queue full).
+    pub dropped: u64,
+    /// Observed but deliberately not reported (vigil's own file activity).
+    pub ignored: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LinuxSourceCounters {
+    pub process: SubSourceCounters,
+    pub file: SubSourceCounters,
+    pub network: SubSourceCounters,
+    /// `/proc/<pid>` reads that found the process gone (or unreadable).
+    pub proc_read_failures: u64,
+    /// Exec events whose process exec'd again before `/proc` was read: they
+    /// carry pid, parent and entity id but no image details.
+    pub exec_superseded: u64,
+    /// Times the netlink socket overflowed (ENOBUFS): process events lost.
+    pub netlink_overruns: u64,
+    /// `FAN_Q_OVERFLOW` records: file events lost in the kernel queue.
+    pub fanotify_overflows: u64,
+    /// fanotify reads that failed (the kernel could not open a file).
+    pub fanotify_errors: u64,
+    /// Kernel messages that did not parse.
+    pub malformed: u64,
+    /// Connections whose socket no process held any more at scan time.
+    pub unattributed_connections: u64,
+    pub socket_polls: u64,
+    /// `/proc/*/fd` scans for unknown socket inodes, and processes visited.
+    pub fd_scans: u64,
+    pub fd_scan_processes: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SubAtomics {
+    pub received: AtomicU64,
+    pub emitted: AtomicU64,
+    pub dropped: AtomicU64,
+    pub ignored: AtomicU64,
+}
+
+impl SubAtomics {
+    fn snapshot(&self) -> SubSourceCounters {
+        SubSourceCounters {
+            received: self.received.load(Relaxed),
+            emitted: self.emitted.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            ignored: self.ignored.load(Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub process: SubAtomics,
+    pub file: SubAtomics,
+    pub network: SubAtomics,
+    pub proc_read_failures: AtomicU64,
+    pub exec_superseded: AtomicU64,
+    pub netlink_overruns: AtomicU64,
+    pub fanotify_overflows: AtomicU64,
+    pub fanotify_errors: AtomicU64,
+    pub malformed: AtomicU64,
+    pub unattributed_connections: AtomicU64,
+    pub socket_polls: AtomicU64,
+    pub fd_scans: AtomicU64,
+    pub fd_scan_processes: AtomicU64,
+}
+
+/// State every sub-source thread shares.
+pub(crate) struct Shared {
+    host: Host,
+    host_id: String,
+    boot_id: String,
+    push: PushFn,
+    pub counters: Counters,
+    table: Mutex<ProcessTable>,
+    /// Whether the process connector is running (and so the table current).
+    pub tracking: AtomicBool,
+    pub own_pid: u32,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl Shared {
+    fn new(cfg: &LinuxSourceConfig, push: PushFn) -> Shared {
+        let boot_id = procfs::boot_id();
+        Shared {
+            host: Host {
+                id: Some(cfg.host_id.clone()),
+                name: Some(cfg.host_name.clone()),
+                os: Os {
+                    os_type: Some("linux".to_string()),
+                    family: cfg.os_family.clone(),
+                    version: cfg.os_version.clone(),
+                },
+            },
+            table: Mutex::new(ProcessTable::new(&cfg.host_id, &boot_id)),
+            host_id: cfg.host_id.clone(),
+            boot_id,
+            push,
+            counters: Counters::default(),
+            tracking: AtomicBool::new(false),
+            own_pid: std::process::id(),
+        }
+    }
+
+    pub fn table(&self) -> MutexGuard<'_, ProcessTable> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn entity_id(&self, pid: u32, start_ticks: u64, exec_seq: u32) -> String {
+        entity_id(&self.host_id, &self.boot_id, pid, start_ticks, exec_seq)
+    }
+
+    /// An event with host, timestamp and `event.*` filled in.
+    pub fn base_event(&self, category: Category, types: Vec<EventType>, action: &str) -> Event {
+        Event {
+            timestamp_ns: now_ns(),
+            event: EventInfo {
+                category,
+                types,
+                action: Some(action.to_string()),
+                ..Default::default()
+            },
+            host: self.host.clone(),
+            ..Default::default()
+        }
+    }
+
+    pub fn emit(&self, c: &SubAtomics, ev: Event) {
+        if (self.push)(ev) {
+            c.emitted.fetch_add(1, Relaxed);
+        } else {
+            c.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The live process `pid`, from the table when its entry is still the
+    /// same instance, else read from `/proc` and recorded. A process that is
+    /// gone is answered from the table if it is there.
+    pub fn resolve(&self, pid: u32) -> Option<ProcEntry> {
+        let Some(st) = procfs::read_stat(pid) else {
+            let cached = self.table().get(pid).cloned();
+            if cached.is_none() {
+                self.counters.proc_read_failures.fetch_add(1, Relaxed);
+            }
+            return cached;
+        };
+        if let Some(e) = self.table().get(pid) {
+            if e.id.start_ticks == st.start_ticks {
+                return Some(e.clone());
+            }
+        }
+        let exe = procfs::read_exe(pid);
+        let status = procfs::read_status(pid).unwrap_or_default();
+        let attrs = Attrs {
+            ppid: status.ppid.or(Some(st.ppid)),
+            name: procfs::process_name(Some(&st.comm), exe.as_deref()),
+            executable: exe,
+            uid: status.uid,
+        };
+        Some(self.table().observe(pid, st.start_ticks, attrs))
+    }
+
+    /// The table's entry for `pid` without touching `/proc` when the
+    /// process connector is keeping the table current (forks, execs, exits),
+    /// else [`Self::resolve`].
+    pub fn lookup(&self, pid: u32) -> Option<ProcEntry> {
+        if self.tracking.load(Relaxed) {
+            if let Some(e) = self.table().get(pid) {
+                return Some(e.clone());
+            }
+        }
+        self.resolve(pid)
+    }
+
+    /// Drops table entries whose process is gone or whose pid now belongs
+    /// to another process (after process events were lost).
+    pub fn revalidate(&self) {
+        let known: Vec<(u32, u64)> = self
+            .table()
+            .iter()
+            .map(|(&pid, e)| (pid, e.id.start_ticks))
+            .collect();
+        let stale: Vec<u32> = known
+            .into_iter()
+            .filter(|&(pid, start)| procfs::read_stat(pid).map(|s| s.start_ticks) != Some(start))
+            .map(|(pid, _)| pid)
+            .collect();
+        let mut t = self.table();
+        for pid in stale {
+            t.exit(pid);
+        }
+    }
+
+    /// Records every process running now (vigil's start).
+    pub fn snapshot_processes(&self) {
+        for pid in procfs::list_pids() {
+            let _ = self.resolve(pid);
+        }
+    }
+
+    /// `process.*` for an event attributed to `pid`.
+    pub fn process_from_view(pid: u32, view: Option<&ProcEntry>) -> Process {
+        Process {
+            pid: Some(pid),
+            entity_id: view.map(|v| v.id.entity_id.clone()),
+            name: view.and_then(|v| v.attrs.name.clone()),
+            executable: view.and_then(|v| v.attrs.executable.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// `process.parent.*`: the same fields one level up.
+    pub fn parent_process(ppid: u32, view: Option<&ProcEntry>) -> Process {
+        Self::process_from_view(ppid, view)
+    }
+}
+
+/// The running Linux source. Dropping it stops it.
+pub struct LinuxSource {
+    shared: Arc<Shared>,
+    stop: Arc<EventFd>,
+    threads: Vec<JoinHandle<()>>,
+    sockets: Option<Arc<SocketPoller>>,
+    fanotify_paths: Vec<PathBuf>,
+}
+
+impl LinuxSource {
+    /// Starts the enabled sub-sources, each on its own thread. Fails, naming
+    /// what is missing, when not root or when any sub-source cannot start
+    /// (those already started are stopped again).
+    pub fn start(cfg: LinuxSourceConfig, push: PushFn) -> Result<LinuxSource, SourceError> {
+        let euid = sys::geteuid();
+        if euid != 0 {
+            return Err(SourceError::NotRoot { euid });
+        }
+        let io_err = |what: &'static str| {
+            move |e: std::io::Error| SourceError::Start {
+                what,
+                reason: e.to_string(),
+            }
+        };
+        let stop = Arc::new(EventFd::new().map_err(io_err("linux source"))?);
+        let shared = Arc::new(Shared::new(&cfg, push));
+        let mut src = LinuxSource {
+            shared: shared.clone(),
+            stop: stop.clone(),
+            threads: Vec::new(),
+            sockets: None,
+            fanotify_paths: Vec::new(),
+        };
+
+        if cfg.network_events {
+            let poller =
+                Arc::new(SocketPoller::new(shared.clone()).map_err(io_err("socket poller"))?);
+            poller.baseline();
+            let (p, s, every) = (
+                poller.clone(),
+                stop.clone(),
+                cfg.socket_poll_interval.max(Duration::from_millis(10)),
+            );
+            src.spawn("vigil-sockets", "socket poller", move || {
+                sockets::run(p, s, every)
+            })?;
+            src.sockets = Some(poller);
+        }
+        if cfg.file_events {
+            let fan = fanotify::Fanotify::open(&cfg.fanotify_paths, cfg.fanotify_mark)?;
+            src.fanotify_paths = fan.marked.clone();
+            let (sh, s) = (shared.clone(), stop.clone());
+            src.spawn("vigil-fanotify", "fanotify", move || {
+                fanotify::run(fan, sh, s)
+            })?;
+        }
+        if cfg.process_events {
+            // Processes already running get table entries first, so that
+            // their exits and children are named. Done before subscribing:
+            // doing it on the reader thread would delay the first events'
+            // /proc reads. Processes born in between are looked up lazily;
+            // those that exited in between are dropped once subscribed.
+            shared.snapshot_processes();
+            let conn = proc_connector::ProcConnector::open()?;
+            shared.revalidate();
+            shared.tracking.store(true, Relaxed);
+            let nudge = if cfg.poll_sockets_on_exec {
+                src.sockets.clone()
+            } else {
+                None
+            };
+            let (sh, s) = (shared, stop);
+            src.spawn("vigil-proc", "process connector", move || {
+                proc_connector::run(conn, sh, s, nudge)
+            })?;
+        }
+        Ok(src)
+    }
+
+    fn spawn(
+        &mut self,
+        name: &str,
+        what: &'static str,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<(), SourceError> {
+        let h = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(f)
+            .map_err(|e| SourceError::Start {
+                what,
+                reason: format!("cannot spawn thread: {e}"),
+            })?;
+        self.threads.push(h);
+        Ok(())
+    }
+
+    /// Stops every sub-source and waits for its thread. Idempotent.
+    pub fn stop(&mut self) {
+        self.stop.signal();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    pub fn counters(&self) -> LinuxSourceCounters {
+        let c = &self.shared.counters;
+        LinuxSourceCounters {
+            process: c.process.snapshot(),
+            file: c.file.snapshot(),
+            network: c.network.snapshot(),
+            proc_read_failures: c.proc_read_failures.load(Relaxed),
+            exec_superseded: c.exec_superseded.load(Relaxed),
+            netlink_overruns: c.netlink_overruns.load(Relaxed),
+            fanotify_overflows: c.fanotify_overflows.load(Relaxed),
+            fanotify_errors: c.fanotify_errors.load(Relaxed),
+            malformed: c.malformed.load(Relaxed),
+            unattributed_connections: c.unattributed_connections.load(Relaxed),
+            socket_polls: c.socket_polls.load(Relaxed),
+            fd_scans: c.fd_scans.load(Relaxed),
+            fd_scan_processes: c.fd_scan_processes.load(Relaxed),
+        }
+    }
+
+    /// Polls the TCP tables now (e.g. right after the pipeline saw an exec);
+    /// returns the number of connection events produced. 0 when network
+    /// events are off.
+    pub fn poll_sockets(&self) -> usize {
+        self.sockets.as_ref().map_or(0, |s| s.poll_once())
+    }
+
+    /// The poller itself, for a pipeline thread that outlives borrows.
+    pub fn socket_poller(&self) -> Option<Arc<SocketPoller>> {
+        self.sockets.clone()
+    }
+
+    /// The identity the source currently gives `pid` (entity id, exec
+    /// sequence, and the entity id of the image its last exec replaced).
+    pub fn process_identity(&self, pid: u32) -> Option<ProcessIdentity> {
+        self.shared.table().get(pid).map(|e| e.id.clone())
+    }
+
+    /// The paths fanotify marked.
+    pub fn fanotify_paths(&self) -> &[PathBuf] {
+        &self.fanotify_paths
+    }
+}
+
+impl Drop for LinuxSource {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
