@@ -240,6 +240,7 @@ fn print_status(s: &StatusSnapshot, path: &Path) {
         s.alerts, s.output_errors
     );
     println!("processes        {}", s.processes_tracked);
+    println!("memory           {} KiB resident, {} KiB peak", s.rss_kb, s.peak_rss_kb);
     println!(
         "{:<45} {:>6} {:>8} {:>8} {:>9}",
         "rule", "open", "evicted", "expired", "completed"

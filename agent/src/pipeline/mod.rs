@@ -60,7 +60,25 @@ pub struct StatusSnapshot {
     pub alerts: u64,
     pub output_errors: u64,
     pub processes_tracked: usize,
+    /// Resident memory now and at its peak (Linux; 0 elsewhere).
+    #[serde(default)]
+    pub rss_kb: u64,
+    #[serde(default)]
+    pub peak_rss_kb: u64,
     pub rules: Vec<RuleStatus>,
+}
+
+/// (current, peak) resident set size in KiB from /proc/self/status.
+fn memory_kb() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -159,6 +177,7 @@ impl Pipeline {
 
     pub fn snapshot(&self, queue_depth: usize) -> StatusSnapshot {
         let c = &self.counters;
+        let (rss_kb, peak_rss_kb) = memory_kb();
         StatusSnapshot {
             at: dsl::time::format_rfc3339(dsl::time::now_ns()),
             uptime_secs: self.started.elapsed().as_secs(),
@@ -171,6 +190,8 @@ impl Pipeline {
             alerts: c.alerts.load(Ordering::Relaxed),
             output_errors: c.output_errors.load(Ordering::Relaxed),
             processes_tracked: self.table.len(),
+            rss_kb,
+            peak_rss_kb,
             rules: self
                 .correlator
                 .stats()
