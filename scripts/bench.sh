@@ -64,11 +64,32 @@ PY
 )
 
 bench=$(VIGIL_BENCH_EVENTS=$N VIGIL_BENCH_HUNT_EVENTS=$HUNT_N cargo bench --locked -q -p vigil --bench throughput 2>/dev/null)
+pipeline=$(VIGIL_BENCH_EVENTS=$N cargo bench --locked -q -p vigil --bench pipeline 2>/dev/null)
+
+# Footprint of the agent at a steady rate (a busy Mac: 2,000 events/s),
+# synthetic source included, over DURATION seconds.
+DURATION=${DURATION:-60}
+RATE=${RATE:-2000}
+"$vigil" run --source synthetic --synthetic-rate "$RATE" --state-dir "$work/footprint" \
+  --spool-size-mb 256 >/dev/null 2>&1 &
+agent=$!
+sleep 2
+ticks() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
+t0=$(ticks); s0=$(now)
+sleep "$DURATION"
+t1=$(ticks); s1=$(now)
+hz=$(getconf CLK_TCK)
+cpu=$(python3 -c "print(f'{100*($t1-$t0)/$hz/($s1-$s0):.2f}')")
+peak=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
+kill -TERM "$agent"; wait "$agent" || true
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F)"
 echo "events: $N synthetic macOS events, $(python3 -c "print(f'{$bytes/$N:.0f}')") B/event as ECS NDJSON"
 echo
 echo "$bench"
+echo "$pipeline"
+printf "| %-58s | %22s | %-26s |\n" "footprint at $RATE events/s: CPU % of one core (${DURATION}s)" "$cpu" "< 1"
+printf "| %-58s | %22s | %-26s |\n" "footprint at $RATE events/s: peak RSS (MiB)" "$(python3 -c "print(f'{$peak/1024:.1f}')")" "< 40"
 echo
 echo "| baseline (same events, same run)                           | figure                 |"
 echo "|------------------------------------------------------------|------------------------|"
