@@ -83,7 +83,10 @@ pub fn start_synthetic(
                 sent += 1;
                 if rate > 0 {
                     let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    // Sleep only when 5 ms ahead: events go out in small bursts,
+                    // as a real source's do, not one wake-up per event.
+                    let ahead = due.checked_sub(started.elapsed());
+                    if let Some(wait) = ahead.filter(|w| *w >= Duration::from_millis(5)) {
                         std::thread::sleep(wait);
                     }
                 }
