@@ -4,7 +4,9 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in build-essential pkg-config zstd ripgrep jq python3-pip; do
+# rsyslog + rsyslog-gnutls + openssl: the real syslog receiver of the sink tests
+# (scripts/rsyslog-test.sh runs a private instance; the system one is not used).
+for pkg in build-essential pkg-config zstd ripgrep jq python3-pip rsyslog rsyslog-gnutls openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

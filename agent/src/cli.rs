@@ -21,6 +21,9 @@ pub enum Command {
     Run(RunArgs),
     /// Show the running agent's counters (from its state directory).
     Status(StatusArgs),
+    /// What happened around an alert or a process: its process tree,
+    /// children, files written, connections and the events around it.
+    Context(ContextArgs),
     /// Run events from NDJSON files through the rules; print alerts as NDJSON.
     Replay(ReplayArgs),
     /// Search the spooled history with a query or a rule.
@@ -49,9 +52,16 @@ pub struct SyntheticArgs {
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// ECS NDJSON files (`-` for stdin).
+    /// NDJSON files (`-` for stdin), in the format given by --format.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Input format: ECS documents, or Apple eslogger output.
+    #[arg(long, value_enum, default_value_t = ReplayFormat::Ecs)]
+    pub format: ReplayFormat,
+    /// host.id for eslogger input (eslogger does not record the host);
+    /// default: this machine's id.
+    #[arg(long)]
+    pub host_id: Option<String>,
     /// Directory of extra `*.rhai` rule files (may override shipped rules by id).
     #[arg(long)]
     pub rules: Option<PathBuf>,
@@ -67,6 +77,15 @@ pub struct ReplayArgs {
     /// Sleep between events to reproduce their recorded pace.
     #[arg(long)]
     pub pace: bool,
+}
+
+/// What `vigil replay` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplayFormat {
+    /// ECS NDJSON (one ECS document per line).
+    Ecs,
+    /// `eslogger` NDJSON (one Endpoint Security message per line).
+    Eslogger,
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +153,13 @@ pub enum RulesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make the running agent load its rules again (a set with errors is
+    /// rejected and the running rules stay).
+    Reload {
+        /// The agent's state directory (where vigil.sock is).
+        #[arg(long, default_value = "/var/lib/vigil")]
+        state_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -192,6 +218,38 @@ pub struct RunArgs {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Keep running (control socket, sinks) after a replay or bounded
+    /// synthetic source has ended, until SIGINT/SIGTERM.
+    #[arg(long)]
+    pub keep_running: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ContextArgs {
+    /// An alert id or a process entity id.
+    #[arg(required_unless_present = "host")]
+    pub id: Option<String>,
+    /// How far around the alert (or the process's lifetime) to look.
+    #[arg(long, default_value = "5m")]
+    pub window: String,
+    /// Instead of an id: the events of this host between --since and --until.
+    #[arg(long, conflicts_with = "id", requires_all = ["since", "until"])]
+    pub host: Option<String>,
+    /// With --host: start (a duration back from now, or RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// With --host: end.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many events (those nearest the alert or process start).
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    /// The agent's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The agent's state directory (where vigil.sock is).
+    #[arg(long, default_value = "/var/lib/vigil")]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -19,6 +19,41 @@ pub struct Config {
     pub correlator: CorrelatorSection,
     pub source: SourceSection,
     pub outputs: OutputsSection,
+    pub outbox: OutboxSection,
+    pub alerts: AlertsSection,
+    pub control: ControlSection,
+    /// Alert sinks (`[[sinks]]`), fed through the durable outbox.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<crate::sinks::SinkConfig>,
+}
+
+/// The durable outbox in `<state_dir>/outbox` (see `outbox.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSection {
+    /// Upper bound of the outbox on disk.
+    pub max_mb: u64,
+    /// Segment size; whole segments are deleted once every sink has them.
+    pub segment_kb: u64,
+    /// `drop_oldest` or `drop_newest` when undelivered alerts fill `max_mb`.
+    pub when_full: crate::outbox::WhenFull,
+    /// On shutdown, sinks keep delivering for at most this long.
+    pub drain_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSection {
+    /// At most this many spool events in an alert's `window:` context (the
+    /// ones nearest the match); 0 turns window context off.
+    pub window_max_events: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    /// Serve `vigil status|context|rules reload` on `<state_dir>/vigil.sock`.
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +103,8 @@ pub enum SourceKind {
     Synthetic,
     /// ECS NDJSON files, in timestamp order.
     Replay,
+    /// macOS: spawn `/usr/bin/eslogger` and read its NDJSON (root, Full Disk Access).
+    Eslogger,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,7 +145,36 @@ impl Default for Config {
             correlator: CorrelatorSection::default(),
             source: SourceSection::default(),
             outputs: OutputsSection::default(),
+            outbox: OutboxSection::default(),
+            alerts: AlertsSection::default(),
+            control: ControlSection::default(),
+            sinks: Vec::new(),
         }
+    }
+}
+
+impl Default for OutboxSection {
+    fn default() -> Self {
+        OutboxSection {
+            max_mb: 256,
+            segment_kb: 4096,
+            when_full: crate::outbox::WhenFull::DropOldest,
+            drain_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        AlertsSection {
+            window_max_events: 50,
+        }
+    }
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        ControlSection { enabled: true }
     }
 }
 
@@ -153,7 +219,9 @@ impl Default for SourceSection {
     fn default() -> Self {
         SourceSection {
             kind: SourceKind::Linux,
-            fanotify_paths: ["/", "/home", "/tmp", "/var/tmp"].map(PathBuf::from).to_vec(),
+            fanotify_paths: ["/", "/home", "/tmp", "/var/tmp"]
+                .map(PathBuf::from)
+                .to_vec(),
             socket_poll_ms: 200,
             synthetic_rate: 2_000,
             synthetic_seed: 42,
@@ -238,9 +306,29 @@ impl Config {
             }
             _ => {}
         }
-        if !self.outputs.stdout && self.outputs.file.is_none() {
-            errs.push("no alert output: enable outputs.stdout or set outputs.file".into());
+        if !self.outputs.stdout && self.outputs.file.is_none() && self.sinks.is_empty() {
+            errs.push(
+                "no alert output: enable outputs.stdout, set outputs.file or add [[sinks]]".into(),
+            );
         }
+        if !(1..=1 << 20).contains(&self.outbox.max_mb) {
+            errs.push("outbox.max_mb must be between 1 and 1048576".into());
+        }
+        if self.outbox.segment_kb < 16
+            || self.outbox.segment_kb.saturating_mul(4) > self.outbox.max_mb.saturating_mul(1024)
+        {
+            errs.push(
+                "outbox.segment_kb must be at least 16 and at most a quarter of outbox.max_mb"
+                    .into(),
+            );
+        }
+        if self.outbox.drain_timeout_ms > 600_000 {
+            errs.push("outbox.drain_timeout_ms must be at most 600000".into());
+        }
+        if self.alerts.window_max_events > 10_000 {
+            errs.push("alerts.window_max_events must be at most 10000".into());
+        }
+        errs.extend(crate::sinks::validate_all(&self.sinks));
         errs
     }
 
@@ -253,7 +341,7 @@ impl Config {
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
-            .or_else(|| sysinfo::System::host_name())
+            .or_else(sysinfo::System::host_name)
             .unwrap_or_else(|| "unknown-host".into())
     }
 }

@@ -1,11 +1,17 @@
 //! Events in the spool: each record is one encoded [`Event`] whose keys are
 //! hashes of the entity ids and host id it mentions, so context lookups and
 //! hunts can skip blocks by key.
+//!
+//! Records are version-2 (interned) encodings: the strings of a block are
+//! stored once, in the first record that uses them, so the encoder's
+//! dictionary must restart exactly where the spool starts a block. Readers
+//! decode every block with a fresh [`BlockDecoder`], record by record in
+//! order ([`for_each_event`]).
 
 use anyhow::{Context, Result};
-use dsl::codec::{decode_event, encode_event_into, CodecError};
+use dsl::codec::{decode_event, BlockDecoder, CodecError, Decoded, EventEncoder};
 use dsl::Event;
-use spool::{SpoolConfig, SpoolWriter};
+use spool::{Block, SpoolConfig, SpoolError, SpoolWriter, WriterStats};
 
 /// FNV-1a: stable across builds and platforms, which spool keys must be.
 pub fn key_hash(text: &str) -> u64 {
@@ -31,10 +37,27 @@ pub fn event_keys(e: &Event, out: &mut Vec<u64>) {
 }
 
 /// Appends events to a spool, reusing its buffers between events.
+///
+/// Invariant: the encoder's dictionary holds exactly the strings defined by
+/// the records of the writer's open batch. The writer seals a batch (a)
+/// after adding a record that brings it to its target size or age, (b) in
+/// `seal_if_due`, `flush` and `seal`, and (c) *before* adding a record that
+/// would overflow the hard maximum. (a) and (b) leave no pending records, so
+/// the encoder resets whenever the writer reports none; (c) would put a
+/// record encoded against the old dictionary first in a new block, so
+/// [`append`](EventSpool::append) seals itself first when a record might
+/// trigger it, and encodes that record again from an empty dictionary.
 pub struct EventSpool {
     writer: SpoolWriter,
+    encoder: EventEncoder,
     buf: Vec<u8>,
     keys: Vec<u64>,
+}
+
+/// Bytes the spool adds around a record's data, at most: a varint time
+/// delta (10), a varint key count (2), the keys and a varint length (10).
+fn framing_bound(keys: usize) -> usize {
+    22 + 8 * keys
 }
 
 impl EventSpool {
@@ -53,6 +76,7 @@ impl EventSpool {
         }
         Ok(EventSpool {
             writer,
+            encoder: EventEncoder::new(),
             buf: Vec::with_capacity(1024),
             keys: Vec::with_capacity(4),
         })
@@ -60,20 +84,65 @@ impl EventSpool {
 
     pub fn append(&mut self, e: &Event) -> Result<()> {
         self.buf.clear();
-        encode_event_into(e, &mut self.buf)?;
+        self.encoder.encode_into(e, &mut self.buf)?;
         event_keys(e, &mut self.keys);
-        self.writer.append(e.timestamp_ns, &self.keys, &self.buf)?;
+        let before = self.writer.stats();
+        let bound = self.buf.len() + framing_bound(self.keys.len());
+        if before.pending_records > 0
+            && before.pending_bytes as usize + bound > self.writer.max_record_bytes()
+        {
+            // The writer would seal before adding this record, which was
+            // encoded against the open block's dictionary: seal first and
+            // encode it again as the first record of a new block.
+            self.encoder.rollback_last();
+            let sealed = self.writer.seal();
+            self.sync_encoder();
+            sealed?;
+            self.buf.clear();
+            self.encoder.encode_into(e, &mut self.buf)?;
+        }
+        let before = self.writer.stats();
+        let result = self.writer.append(e.timestamp_ns, &self.keys, &self.buf);
+        let after = self.writer.stats();
+        if result.is_err() && !added_one(&before, &after) {
+            self.encoder.rollback_last();
+        }
+        self.sync_encoder();
+        result?;
         Ok(())
     }
 
-    pub fn seal_if_due(&mut self) -> Result<()> {
-        self.writer.seal_if_due()?;
-        Ok(())
+    /// Seals the open batch if it is old enough; returns whether it did.
+    pub fn seal_if_due(&mut self) -> Result<bool> {
+        let sealed = self.writer.seal_if_due();
+        self.sync_encoder();
+        Ok(sealed?)
+    }
+
+    /// Seals the open batch now.
+    pub fn seal(&mut self) -> Result<()> {
+        let sealed = self.writer.seal();
+        self.sync_encoder();
+        Ok(sealed?)
     }
 
     pub fn flush(&mut self) -> Result<()> {
-        self.writer.flush()?;
-        Ok(())
+        let flushed = self.writer.flush();
+        self.sync_encoder();
+        Ok(flushed?)
+    }
+
+    /// A new block starts with the next record whenever the writer holds no
+    /// pending records (it sealed them, or never had any).
+    fn sync_encoder(&mut self) {
+        if self.writer.stats().pending_records == 0 {
+            self.encoder.reset();
+        }
+    }
+
+    /// Strings in the open block's dictionary (for tests and diagnostics).
+    pub fn dictionary_len(&self) -> usize {
+        self.encoder.dict_len()
     }
 
     pub fn writer(&self) -> &SpoolWriter {
@@ -81,6 +150,58 @@ impl EventSpool {
     }
 }
 
+/// Whether the writer took in exactly one more record between two stats.
+fn added_one(before: &WriterStats, after: &WriterStats) -> bool {
+    after.records_written + after.pending_records > before.records_written + before.pending_records
+}
+
+/// Decodes one standalone record (version 1, or version 2 with its own
+/// dictionary). Records read from a spool block need the block's earlier
+/// records: use [`for_each_event`] or a [`BlockDecoder`] instead.
 pub fn decode_record(data: &[u8]) -> Result<Event, CodecError> {
     decode_event(data)
+}
+
+/// What [`for_each_event`] met in one block.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BlockCounts {
+    /// Records in the time range (decoded or not).
+    pub in_range: u64,
+    /// Records whose bytes did not decode (in range or not).
+    pub bad_records: u64,
+}
+
+/// Decodes every record of `block` in order, each with the block's
+/// dictionary, calling `f` with those whose timestamp `keep_ts` accepts (the
+/// others are only taken in for the strings they define). `f` returning
+/// `Break` stops. A spool-level error in the record stream ends the block.
+pub fn for_each_event(
+    block: &Block,
+    mut keep_ts: impl FnMut(i64) -> bool,
+    mut f: impl FnMut(Decoded<'_>) -> std::ops::ControlFlow<()>,
+) -> (BlockCounts, Option<SpoolError>) {
+    let mut counts = BlockCounts::default();
+    let mut dec = BlockDecoder::new();
+    for rec in block.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => return (counts, Some(e)),
+        };
+        if !keep_ts(rec.ts_ns) {
+            if dec.skip_next(rec.data).is_err() {
+                counts.bad_records += 1;
+            }
+            continue;
+        }
+        counts.in_range += 1;
+        match dec.decode_next(rec.data) {
+            Ok(d) => {
+                if f(d).is_break() {
+                    break;
+                }
+            }
+            Err(_) => counts.bad_records += 1,
+        }
+    }
+    (counts, None)
 }

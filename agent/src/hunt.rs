@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use dsl::query::{CompiledQuery, EventFilter};
+use dsl::codec::Decoded;
+use dsl::query::memo::{MemoView, StrMemo};
+use dsl::query::{CompiledQuery, EventFields, EventFilter};
 use dsl::Event;
 use spool::{BlockInfo, SpoolError, SpoolReader, TimeRange};
 
-use crate::event_store::decode_record;
+use crate::event_store::for_each_event;
 
 /// What a hunt saw besides its results.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +52,17 @@ impl Prefilter<'_> {
         }
     }
 
-    fn keep(&self, e: &Event) -> bool {
+    /// The filters, for a [`StrMemo`].
+    fn filters(&self) -> &[&EventFilter] {
+        match self {
+            Prefilter::AnyOf(filters) => filters,
+            Prefilter::All => &[],
+        }
+    }
+
+    /// Whether to pass `e` on: evaluated on the undecoded (interned) event,
+    /// so only the events kept are materialized.
+    pub fn keep<E: EventFields + ?Sized>(&self, e: &E) -> bool {
         match self {
             Prefilter::AnyOf(filters) => filters.iter().any(|f| f.matches(e)),
             Prefilter::All => true,
@@ -166,23 +178,28 @@ fn read_block(
             return out;
         }
     };
-    for rec in block.records() {
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                out.error = Some(e);
-                break;
+    // Every record is decoded in order (the block's strings are defined by
+    // its earlier records); only those in range are tested, and only those
+    // kept are turned into owned events. String tests are memoized by
+    // symbol for the block.
+    let whole = range.start_ns <= block.first_ts() && block.last_ts() < range.end_ns;
+    let memo = StrMemo::new(prefilter.filters().iter().copied());
+    let (counts, error) = for_each_event(
+        &block,
+        |ts| whole || range.contains(ts),
+        |d| {
+            let keep = match &d {
+                Decoded::View(view) => prefilter.keep(&MemoView { view, memo: &memo }),
+                Decoded::Owned(e) => prefilter.keep(&**e),
+            };
+            if keep {
+                out.events.push(d.into_event());
             }
-        };
-        if !range.contains(rec.ts_ns) {
-            continue;
-        }
-        out.scanned += 1;
-        match decode_record(rec.data) {
-            Ok(e) if prefilter.keep(&e) => out.events.push(e),
-            Ok(_) => {}
-            Err(_) => out.bad_records += 1,
-        }
-    }
+            ControlFlow::Continue(())
+        },
+    );
+    out.scanned = counts.in_range;
+    out.bad_records = counts.bad_records;
+    out.error = error;
     out
 }

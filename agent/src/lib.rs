@@ -5,10 +5,13 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod event_store;
 pub mod hunt;
+pub mod outbox;
 pub mod pipeline;
 pub mod rule_files;
+pub mod sinks;
 pub mod sources;
 pub mod synthetic;
 pub mod timearg;

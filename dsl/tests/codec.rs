@@ -1,10 +1,15 @@
 //! The spool's binary event form: lossless for every event, and garbage in
-//! gives an error, never a panic.
+//! gives an error, never a panic. Version-2 (interned) block streams are
+//! tested in `codec_v2.rs`; the splicing tests below build version-1
+//! records, which old spools hold and which must stay readable.
 
 mod common;
 
 use proptest::prelude::*;
-use vigil_dsl::codec::{decode_event, encode_event, encode_event_into, CodecError, FORMAT_VERSION};
+use vigil_dsl::codec::{
+    decode_event, encode_event, encode_event_into, encode_event_v1, CodecError, FORMAT_VERSION,
+    FORMAT_VERSION_V1,
+};
 use vigil_dsl::event::Process;
 use vigil_dsl::Event;
 
@@ -38,6 +43,13 @@ proptest! {
     }
 
     #[test]
+    fn version_one_records_still_decode(e in arb_event()) {
+        let bytes = encode_event_v1(&e).unwrap();
+        prop_assert_eq!(bytes[0], FORMAT_VERSION_V1);
+        prop_assert_eq!(decode_event(&bytes).unwrap(), e);
+    }
+
+    #[test]
     fn encode_into_appends_records_that_decode_separately(a in arb_event(), b in arb_event()) {
         let mut buf = Vec::new();
         encode_event_into(&a, &mut buf).unwrap();
@@ -49,10 +61,10 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512), version_one in any::<bool>()) {
+    fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512), version in 0u8..3) {
         let mut bytes = body;
-        if version_one && !bytes.is_empty() {
-            bytes[0] = FORMAT_VERSION;
+        if version > 0 && !bytes.is_empty() {
+            bytes[0] = version;
         }
         let _ = decode_event(&bytes);
     }
@@ -84,8 +96,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
-    fn every_truncation_of_a_valid_record_is_an_error(e in arb_event()) {
-        let bytes = encode_event(&e).unwrap();
+    fn every_truncation_of_a_valid_record_is_an_error(e in arb_event(), v1 in any::<bool>()) {
+        let bytes = if v1 { encode_event_v1(&e).unwrap() } else { encode_event(&e).unwrap() };
         for len in 0..bytes.len() {
             let r = decode_event(&bytes[..len]);
             prop_assert!(r.is_err(), "prefix of {} / {} bytes decoded: {:?}", len, bytes.len(), r);
@@ -101,7 +113,7 @@ proptest! {
 #[test]
 fn unknown_version_byte_is_unsupported_version() {
     let mut bytes = encode_event(&sample_event()).unwrap();
-    for v in [0u8, 2, 7, 255] {
+    for v in [0u8, 3, 7, 255] {
         bytes[0] = v;
         match decode_event(&bytes) {
             Err(CodecError::UnsupportedVersion(got)) => assert_eq!(got, v),
@@ -118,13 +130,17 @@ fn unknown_version_byte_is_unsupported_version() {
 
 #[test]
 fn trailing_bytes_are_reported_with_their_count() {
-    let mut bytes = encode_event(&sample_event()).unwrap();
-    bytes.extend_from_slice(&[0, 0, 0]);
-    assert!(
-        matches!(decode_event(&bytes), Err(CodecError::TrailingBytes(3))),
-        "{:?}",
-        decode_event(&bytes)
-    );
+    for mut bytes in [
+        encode_event(&sample_event()).unwrap(),
+        encode_event_v1(&sample_event()).unwrap(),
+    ] {
+        bytes.extend_from_slice(&[0, 0, 0]);
+        assert!(
+            matches!(decode_event(&bytes), Err(CodecError::TrailingBytes(3))),
+            "{:?}",
+            decode_event(&bytes)
+        );
+    }
 }
 
 #[test]
@@ -138,6 +154,12 @@ fn a_specific_event_survives_with_unicode_args_parent_and_ipv6() {
 
 #[test]
 fn a_huge_length_prefix_is_an_error_not_an_allocation() {
+    for encode in [encode_event, encode_event_v1] {
+        huge_length_prefix(encode);
+    }
+}
+
+fn huge_length_prefix(encode_event: fn(&Event) -> Result<Vec<u8>, CodecError>) {
     // Default event, then overwrite the first string/list length we can find
     // with a varint claiming u64::MAX bytes.
     let e = Event {
@@ -161,13 +183,14 @@ fn a_huge_length_prefix_is_an_error_not_an_allocation() {
     );
 }
 
-/// Encodes an event whose process has `depth` nested parents, built by
-/// splicing bytes so that neither encoding nor dropping a deep chain is needed.
+/// Encodes (in version 1) an event whose process has `depth` nested parents,
+/// built by splicing bytes so that neither encoding nor dropping a deep chain
+/// is needed.
 fn nested_parent_record(depth: usize) -> Vec<u8> {
-    let flat = encode_event(&Event::default()).unwrap();
+    let flat = encode_event_v1(&Event::default()).unwrap();
     let mut one = Event::default();
     one.process.parent = Some(Box::default());
-    let nested = encode_event(&one).unwrap();
+    let nested = encode_event_v1(&one).unwrap();
     let at = flat.iter().zip(&nested).position(|(a, b)| a != b).unwrap();
     let unit = &nested[at..at + (nested.len() - flat.len())];
     let mut out = flat[..at].to_vec();
@@ -185,20 +208,51 @@ fn splicing_builds_real_nested_records() {
         parent: Some(Box::default()),
         ..Process::default()
     }));
-    assert_eq!(nested_parent_record(2), encode_event(&two).unwrap());
+    assert_eq!(nested_parent_record(2), encode_event_v1(&two).unwrap());
     assert_eq!(decode_event(&nested_parent_record(2)).unwrap(), two);
+    assert_eq!(nested_parent_record_v2(2), encode_event(&two).unwrap());
+    assert_eq!(decode_event(&nested_parent_record_v2(2)).unwrap(), two);
+}
+
+/// The version-2 form: parents are a counted list (of 14-byte empty
+/// processes here), so the splice rewrites the count.
+fn nested_parent_record_v2(parents: usize) -> Vec<u8> {
+    let flat = encode_event(&Event::default()).unwrap();
+    let mut one = Event::default();
+    one.process.parent = Some(Box::default());
+    let nested = encode_event(&one).unwrap();
+    let at = flat.iter().zip(&nested).position(|(a, b)| a != b).unwrap();
+    assert_eq!((flat[at], nested[at]), (0, 1), "the parent count");
+    let unit = &nested[at + 1..at + 1 + (nested.len() - flat.len())];
+    assert_eq!(unit, &[0u8; 14]);
+    let mut out = flat[..at].to_vec();
+    if parents < 251 {
+        out.push(parents as u8);
+    } else {
+        out.push(251);
+        out.extend_from_slice(&(parents as u16).to_le_bytes());
+    }
+    for _ in 0..parents {
+        out.extend_from_slice(unit);
+    }
+    out.extend_from_slice(&flat[at + 1..]);
+    out
 }
 
 #[test]
 fn a_deeply_nested_parent_chain_is_an_error_not_a_stack_overflow() {
     // ~15 bytes a level: well under the 1 MiB decode limit, far deeper than
     // any real process ancestry.
-    let bytes = nested_parent_record(50_000);
-    assert!(bytes.len() < 1 << 20);
-    match decode_event(&bytes) {
-        Err(CodecError::Corrupt(m)) => assert!(m.contains("nest"), "{m}"),
-        Err(other) => panic!("unexpected error kind: {other:?}"),
-        Ok(_) => panic!("a 50 000-deep parent chain decoded"),
+    for bytes in [
+        nested_parent_record(50_000),
+        nested_parent_record_v2(50_000),
+    ] {
+        assert!(bytes.len() < 1 << 20);
+        match decode_event(&bytes) {
+            Err(CodecError::Corrupt(m)) => assert!(m.contains("nest"), "{m}"),
+            Err(other) => panic!("unexpected error kind: {other:?}"),
+            Ok(_) => panic!("a 50 000-deep parent chain decoded"),
+        }
     }
 }
 
@@ -231,4 +285,8 @@ fn parent_chains_up_to_the_limit_round_trip_and_deeper_ones_refuse_to_encode() {
     let spliced = nested_parent_record(MAX_PROCESS_DEPTH);
     assert!(decode_event(&spliced).is_err());
     assert!(decode_event(&nested_parent_record(MAX_PROCESS_DEPTH - 1)).is_ok());
+    // Version 2 counts parents: MAX_PROCESS_DEPTH processes in all.
+    assert!(decode_event(&nested_parent_record_v2(MAX_PROCESS_DEPTH)).is_err());
+    let ok = decode_event(&nested_parent_record_v2(MAX_PROCESS_DEPTH - 1)).unwrap();
+    assert_eq!(ok.process.depth(), MAX_PROCESS_DEPTH);
 }

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests in `tests/tests/`: they run the built
 //! `vigil` binary (built by `cargo test --workspace`, or `cargo build -p vigil`).
 
+pub mod receivers;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -1,5 +1,6 @@
 //! One module per subcommand; each returns the process exit code.
 
+mod context;
 pub(crate) mod hunt;
 mod replay;
 mod rules;
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(a) => run::run(a),
         Command::Status(a) => run::status(a),
+        Command::Context(a) => context::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Hunt(a) => hunt::run(a),
         Command::Rules(c) => rules::run(c),

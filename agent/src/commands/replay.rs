@@ -14,9 +14,11 @@ use dsl::rules::Correlator;
 use dsl::Event;
 use spool::SpoolConfig;
 
-use crate::cli::ReplayArgs;
+use crate::cli::{ReplayArgs, ReplayFormat};
 use crate::event_store::EventSpool;
 use crate::rule_files;
+use crate::sources::es_mapping::MapContext;
+use crate::sources::eslogger::EsloggerReader;
 
 pub fn run(a: ReplayArgs) -> Result<ExitCode> {
     let loaded = rule_files::load(a.rules.as_deref(), !a.no_shipped_rules)?;
@@ -33,13 +35,27 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
                 std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
             ))
         };
-        for r in EcsReader::new(input) {
-            match r {
-                Ok(e) => events.push(e),
-                Err(e) => {
-                    bad_lines += 1;
-                    eprintln!("vigil: {}: skipped {e}", path.display());
+        match a.format {
+            ReplayFormat::Ecs => {
+                for r in EcsReader::new(input) {
+                    match r {
+                        Ok(e) => events.push(e),
+                        Err(e) => {
+                            bad_lines += 1;
+                            eprintln!("vigil: {}: skipped {e}", path.display());
+                        }
+                    }
                 }
+            }
+            ReplayFormat::Eslogger => {
+                let ctx = eslogger_context(a.host_id.as_deref());
+                let mut reader = EsloggerReader::new(input, ctx, |line, e| {
+                    eprintln!("vigil: {}: line {line}: skipped {e}", path.display());
+                });
+                events.extend(reader.by_ref());
+                let stats = reader.stats();
+                bad_lines += stats.malformed;
+                eprintln!("vigil: {}: eslogger {stats}", path.display());
             }
         }
     }
@@ -94,4 +110,14 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
         alert_count
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// eslogger output names no host: use the one given, else this machine's
+/// (the usual case is replaying a recording made here).
+fn eslogger_context(host_id: Option<&str>) -> MapContext {
+    let id = match host_id {
+        Some(h) => h.to_string(),
+        None => crate::config::Config::default().resolved_host_id(),
+    };
+    MapContext::macos(&id, None, None, None)
 }

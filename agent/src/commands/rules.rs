@@ -18,6 +18,8 @@ pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
         RulesCommand::Check { dir } => check(dir.as_deref()),
         RulesCommand::Test { dir } => test(dir.as_deref()),
         RulesCommand::List { dir, json } => list(dir.as_deref(), json),
+        // Talks to the running agent: see commands/context.rs.
+        RulesCommand::Reload { state_dir } => super::context::rules_reload(&state_dir),
     }
 }
 

@@ -12,6 +12,8 @@ use spool::SpoolConfig;
 
 use crate::cli::{RunArgs, StatusArgs};
 use crate::config::{Config, SourceKind};
+use crate::control::{ControlConfig, ControlServer};
+use crate::outbox::{Outbox, OutboxConfig};
 use crate::pipeline::outputs::AlertOutputs;
 use crate::pipeline::queue::event_queue;
 use crate::pipeline::{Pipeline, PipelineConfig, StatusSnapshot};
@@ -92,6 +94,49 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     }
     tracing::info!(rules = loaded.rules.len(), host = %host_id, source = ?cfg.source.kind, spool = %cfg.spool.path.display(), "vigil starting");
 
+    // Alerts reach sinks only through the outbox, so it exists with them.
+    let mut sink_set = None;
+    let mut outputs = AlertOutputs::new(cfg.outputs.stdout, cfg.outputs.file.as_deref())?;
+    if !cfg.sinks.is_empty() {
+        let (outbox, sinks) = match open_sinks(&cfg) {
+            Ok(x) => x,
+            Err(errs) => {
+                eprintln!("vigil: invalid configuration:");
+                for e in errs {
+                    eprintln!("  - {e}");
+                }
+                return Ok(ExitCode::from(2));
+            }
+        };
+        outputs = outputs.with_outbox(outbox.clone());
+        sink_set = Some(crate::sinks::SinkSet::start(&outbox, sinks)?);
+    }
+    let (control_tx, control_rx) = crossbeam::channel::bounded(16);
+    let control = if cfg.control.enabled {
+        let started = ControlServer::start(
+            ControlConfig {
+                socket: cfg.state_dir.join("vigil.sock"),
+                spool: cfg.spool.enabled.then(|| cfg.spool.path.clone()),
+                rules_dir: cfg.rules.dir.clone(),
+                shipped_rules: cfg.rules.shipped,
+                outbox: outputs.outbox().cloned(),
+            },
+            control_tx,
+        );
+        match started {
+            Ok(s) => Some(s),
+            Err(e) if e.is::<crate::control::AnotherAgent>() => return Err(e),
+            // Detection matters more than the socket (a path too long for
+            // a Unix socket, say): run without it.
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "control socket unavailable: vigil status shows status.json only; context and rules reload will not work");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     let (tx, rx, queue_counters) = event_queue(cfg.queue.capacity);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -116,13 +161,19 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
                 reorder_window_ns: cfg.correlator.reorder_window_ms as i64 * 1_000_000,
                 ..CorrelatorConfig::default()
             },
-            outputs: AlertOutputs::new(cfg.outputs.stdout, cfg.outputs.file.as_deref())?,
+            outputs,
             status_path: Some(cfg.state_dir.join("status.json")),
-            seed_process_table: cfg.source.kind == SourceKind::Linux,
+            seed_process_table: matches!(cfg.source.kind, SourceKind::Linux | SourceKind::Eslogger),
         },
         Arc::new(loaded.rules),
         queue_counters,
-    )?;
+    )?
+    .with_window_max_events(cfg.alerts.window_max_events)
+    .with_control(control_rx);
+    let pipeline = match &sink_set {
+        Some(s) => pipeline.with_sinks(s.monitor()),
+        None => pipeline,
+    };
 
     let mut live_source: Option<SourceGuard> = None;
     // Sources that end on their own (replay, bounded synthetic) stop the agent.
@@ -155,7 +206,19 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             });
             None
         }
+        SourceKind::Eslogger => {
+            live_source = Some(match start_eslogger(&host_id, tx.clone(), stop.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("vigil: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            });
+            None
+        }
     };
+    // --keep-running: a sender stays alive so the pipeline outlives the source.
+    let keep_open = a.keep_running.then(|| tx.clone());
     drop(tx);
     let pipeline_stop = Arc::clone(&stop);
     let worker = std::thread::Builder::new()
@@ -167,6 +230,9 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         }
         let sent = h.join().unwrap_or(0);
         tracing::info!(events = sent, "source finished");
+        while keep_open.is_some() && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
     } else {
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
@@ -175,9 +241,23 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     stop.store(true, Ordering::Relaxed);
     // Stop the kernel sources first so the pipeline drains a closed stream.
     drop(live_source);
-    let snap = worker
+    drop(keep_open);
+    let mut snap = worker
         .join()
         .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))??;
+    drop(control);
+    if let Some(sinks) = sink_set {
+        // Every alert is in the outbox by now; what is not delivered in time
+        // goes out after the next start.
+        let monitor = sinks.monitor();
+        sinks.shutdown(Duration::from_millis(cfg.outbox.drain_timeout_ms));
+        // status.json tells what the drain achieved.
+        snap.sinks = monitor.status();
+        snap.outbox = Some(monitor.outbox().status());
+        if let Err(e) = crate::pipeline::write_status(&cfg.state_dir.join("status.json"), &snap) {
+            tracing::debug!(error = %e, "status write failed");
+        }
+    }
     tracing::info!(
         received = snap.received,
         dropped = snap.dropped,
@@ -191,12 +271,56 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
 /// Keeps a live source running until dropped.
 type SourceGuard = Box<dyn std::any::Any>;
 
+/// eslogger exists only on macOS 13+; when it exits the agent stops (its
+/// LaunchDaemon restarts it).
+#[cfg(target_os = "macos")]
+fn start_eslogger(
+    host_id: &str,
+    tx: crate::pipeline::queue::EventSender,
+    stop: Arc<AtomicBool>,
+) -> Result<SourceGuard> {
+    use crate::sources::es_mapping::MapContext;
+    use crate::sources::eslogger::{start_eslogger, EsloggerCommand};
+    let host_name = sysinfo::System::host_name();
+    let ctx = MapContext::macos(
+        host_id,
+        host_name.as_deref(),
+        sysinfo::System::os_version().as_deref(),
+        None,
+    );
+    Ok(Box::new(start_eslogger(
+        &EsloggerCommand::default(),
+        ctx,
+        tx,
+        stop,
+    )?))
+}
+
+#[cfg(not(target_os = "macos"))]
+fn start_eslogger(
+    _host_id: &str,
+    _tx: crate::pipeline::queue::EventSender,
+    _stop: Arc<AtomicBool>,
+) -> Result<SourceGuard> {
+    bail!("source.kind = \"eslogger\" needs macOS 13+ (/usr/bin/eslogger); elsewhere, replay its output with `vigil replay --format eslogger FILE`")
+}
+
 #[cfg(target_os = "linux")]
-fn start_linux(cfg: &Config, host_id: &str, tx: crate::pipeline::queue::EventSender) -> Result<SourceGuard> {
+fn start_linux(
+    cfg: &Config,
+    host_id: &str,
+    tx: crate::pipeline::queue::EventSender,
+) -> Result<SourceGuard> {
     use crate::sources::linux::{LinuxSource, LinuxSourceConfig};
     let host_name = sysinfo::System::host_name().unwrap_or_else(|| host_id.to_string());
     let mut lc = LinuxSourceConfig::new(host_id, host_name);
-    lc.fanotify_paths = cfg.source.fanotify_paths.iter().filter(|p| p.exists()).cloned().collect();
+    lc.fanotify_paths = cfg
+        .source
+        .fanotify_paths
+        .iter()
+        .filter(|p| p.exists())
+        .cloned()
+        .collect();
     lc.socket_poll_interval = Duration::from_millis(cfg.source.socket_poll_ms);
     let source = LinuxSource::start(lc, Arc::new(move |e| tx.push(e)))
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -205,11 +329,76 @@ fn start_linux(cfg: &Config, host_id: &str, tx: crate::pipeline::queue::EventSen
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_linux(_cfg: &Config, _host_id: &str, _tx: crate::pipeline::queue::EventSender) -> Result<SourceGuard> {
+fn start_linux(
+    _cfg: &Config,
+    _host_id: &str,
+    _tx: crate::pipeline::queue::EventSender,
+) -> Result<SourceGuard> {
     bail!("source.kind = \"linux\" only runs on Linux")
 }
 
+/// Opens the outbox and builds every sink, reporting all problems at once.
+/// Configured sinks, built and ready to start.
+type BuiltSinks = Vec<(crate::sinks::SinkConfig, Box<dyn crate::sinks::Sink>)>;
+
+fn open_sinks(cfg: &Config) -> Result<(Outbox, BuiltSinks), Vec<String>> {
+    let mut errs = Vec::new();
+    let mut built = Vec::new();
+    for s in &cfg.sinks {
+        match crate::sinks::build(s) {
+            Ok(b) => built.push((s.clone(), b)),
+            Err(e) => errs.push(e),
+        }
+    }
+    let names: Vec<String> = cfg.sinks.iter().map(|s| s.name.clone()).collect();
+    let dir = cfg.state_dir.join("outbox");
+    let opened = Outbox::open(
+        OutboxConfig {
+            dir: dir.clone(),
+            max_bytes: cfg.outbox.max_mb << 20,
+            segment_bytes: cfg.outbox.segment_kb << 10,
+            when_full: cfg.outbox.when_full,
+            sync: true,
+        },
+        &names,
+    );
+    match opened {
+        Ok((outbox, report)) if errs.is_empty() => {
+            if report.torn_bytes > 0 || report.corrupt_lines > 0 {
+                tracing::warn!(
+                    torn_bytes = report.torn_bytes,
+                    corrupt_lines = report.corrupt_lines,
+                    "outbox recovered after a crash"
+                );
+            }
+            if !report.stale_cursors.is_empty() {
+                tracing::info!(sinks = ?report.stale_cursors, "outbox has cursors of sinks no longer configured (ignored)");
+            }
+            tracing::info!(
+                records = report.records,
+                segments = report.segments,
+                "outbox open"
+            );
+            Ok((outbox, built))
+        }
+        Ok(_) => Err(errs),
+        Err(e) => {
+            errs.push(format!("outbox {}: {e}", dir.display()));
+            Err(errs)
+        }
+    }
+}
+
 pub fn status(a: StatusArgs) -> Result<ExitCode> {
+    // A running agent answers on its socket; a stopped one left status.json.
+    if let Some(snap) = super::context::status_from_socket(&a.state_dir) {
+        if a.json {
+            println!("{}", serde_json::to_string(&snap)?);
+        } else {
+            print_status(&snap, &super::context::socket_path(&a.state_dir));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let path = a.state_dir.join("status.json");
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -240,7 +429,10 @@ fn print_status(s: &StatusSnapshot, path: &Path) {
         s.alerts, s.output_errors
     );
     println!("processes        {}", s.processes_tracked);
-    println!("memory           {} KiB resident, {} KiB peak", s.rss_kb, s.peak_rss_kb);
+    println!(
+        "memory           {} KiB resident, {} KiB peak",
+        s.rss_kb, s.peak_rss_kb
+    );
     println!(
         "{:<45} {:>6} {:>8} {:>8} {:>9}",
         "rule", "open", "evicted", "expired", "completed"
@@ -250,5 +442,55 @@ fn print_status(s: &StatusSnapshot, path: &Path) {
             "{:<45} {:>6} {:>8} {:>8} {:>9}",
             r.id, r.open_chains, r.evicted, r.expired, r.completed
         );
+    }
+    print_delivery_status(s);
+}
+
+/// Spool, outbox and sinks (present when the agent has them).
+fn print_delivery_status(s: &StatusSnapshot) {
+    if let Some(sp) = &s.spool {
+        let used = sp
+            .used_bytes
+            .map(|u| format!("{} of {} MiB used, ", u >> 20, sp.capacity_bytes >> 20))
+            .unwrap_or_else(|| format!("{} MiB, ", sp.capacity_bytes >> 20));
+        println!(
+            "spool            {}{} blocks written, {} overwritten ({})",
+            used,
+            sp.blocks_written,
+            sp.blocks_overwritten,
+            sp.path.display()
+        );
+        if let (Some(o), Some(n)) = (&sp.oldest, &sp.newest) {
+            println!("spool history    {o} .. {n}");
+        }
+    }
+    if let Some(o) = &s.outbox {
+        println!(
+            "outbox           {} alerts appended, {} KiB of {} MiB, {} rejected, {} dropped (full)",
+            o.appended,
+            o.bytes >> 10,
+            o.max_bytes >> 20,
+            o.rejected,
+            o.dropped_oldest
+        );
+    }
+    if !s.sinks.is_empty() {
+        println!(
+            "{:<20} {:<7} {:>9} {:>8} {:>8} {:>8} {:>8}  last error",
+            "sink", "kind", "delivered", "backlog", "failures", "rejected", "dropped"
+        );
+        for k in &s.sinks {
+            println!(
+                "{:<20} {:<7} {:>9} {:>8} {:>8} {:>8} {:>8}  {}",
+                k.name,
+                k.kind,
+                k.delivered,
+                k.backlog,
+                k.failures,
+                k.rejected,
+                k.dropped,
+                k.last_error.as_deref().unwrap_or("-")
+            );
+        }
     }
 }

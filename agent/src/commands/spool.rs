@@ -10,7 +10,7 @@ use dsl::time::format_rfc3339;
 use spool::SpoolReader;
 
 use crate::cli::SpoolCommand;
-use crate::event_store::decode_record;
+use crate::event_store::for_each_event;
 use crate::timearg::time_range;
 
 pub fn run(cmd: SpoolCommand) -> Result<ExitCode> {
@@ -113,33 +113,58 @@ fn dump(
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut bad = 0u64;
     let mut write_err = None;
-    let report = reader.scan(range, None, |rec| {
-        let line = match decode_record(rec.data) {
-            Ok(e) if json => to_ecs_json(&e),
-            Ok(e) => crate::commands::hunt::one_line(&e),
-            Err(_) => {
-                bad += 1;
-                return ControlFlow::Continue(());
+    let (mut corrupt_blocks, mut overwritten_blocks) = (0usize, 0usize);
+    // Whole blocks, every record in order: a record's strings may be defined
+    // by an earlier record of its block, even one outside the time range.
+    'blocks: for info in reader.blocks().iter().filter(|b| b.overlaps(&range)) {
+        let block = match reader.read_block(info) {
+            Ok(b) => b,
+            Err(spool::SpoolError::Overwritten { .. }) => {
+                overwritten_blocks += 1;
+                continue;
             }
+            Err(spool::SpoolError::Corrupt { .. }) => {
+                corrupt_blocks += 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
         };
-        match writeln!(out, "{line}") {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                write_err = Some(e);
-                ControlFlow::Break(())
-            }
+        let (counts, error) = for_each_event(
+            &block,
+            |ts| range.contains(ts),
+            |d| {
+                let e = d.into_event();
+                let line = if json {
+                    to_ecs_json(&e)
+                } else {
+                    crate::commands::hunt::one_line(&e)
+                };
+                match writeln!(out, "{line}") {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(e) => {
+                        write_err = Some(e);
+                        ControlFlow::Break(())
+                    }
+                }
+            },
+        );
+        bad += counts.bad_records;
+        if error.is_some() {
+            corrupt_blocks += 1;
         }
-    })?;
+        if write_err.is_some() {
+            break 'blocks;
+        }
+    }
     out.flush().ok();
     if let Some(e) = write_err {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return Err(e.into());
         }
     }
-    if report.corrupt_blocks + report.overwritten_blocks > 0 || bad > 0 {
+    if corrupt_blocks + overwritten_blocks > 0 || bad > 0 {
         eprintln!(
-            "vigil: skipped {} corrupt and {} overwritten blocks, {bad} undecodable records",
-            report.corrupt_blocks, report.overwritten_blocks
+            "vigil: skipped {corrupt_blocks} corrupt and {overwritten_blocks} overwritten blocks, {bad} undecodable records"
         );
     }
     Ok(ExitCode::SUCCESS)

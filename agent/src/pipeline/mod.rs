@@ -1,26 +1,44 @@
 //! The pipeline thread: takes events off the queue, enriches them from the
 //! process table, appends them to the spool and runs the correlator; alerts
 //! go to the alert outputs. Each stage counts what it did for `status`.
+//!
+//! Alerts are committed in groups: those raised while the queue has more
+//! events wait (until it is empty, at most 100 ms or 256 alerts) so that
+//! one outbox fsync and one spool seal serve them all. The loop also
+//! answers the control socket between events (the pipeline owns the
+//! process table and correlator).
+//!
+//! Context added to an alert document: `enrichments.ancestry` (entity id →
+//! the process table's chain, the process first) when the rule asks for
+//! `ancestry`, and for `window:<duration>` `enrichments.window` = `{start,
+//! end, truncated, events}`: the host's spooled events from `start`
+//! (duration before the first matched event) up to `end` (the last matched
+//! event's time, exclusive), at most `alerts.window_max_events`, the latest.
 
 pub mod outputs;
 pub mod process_table;
 pub mod queue;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use crossbeam::channel::{Receiver, RecvTimeoutError};
+use crossbeam::channel::{Receiver, TryRecvError};
 use dsl::alert::Alert;
 use dsl::correlate::CorrelatorConfig;
 use dsl::rules::{Correlator, RuleSet};
 use dsl::Event;
 use serde::Serialize;
-use spool::SpoolConfig;
+use spool::{SpoolConfig, SpoolReader};
 
+use crate::control::context::{alert_window, AlertSummary, EntityTable, Lookup, MAX_WINDOW_NS};
+use crate::control::ControlRequest;
 use crate::event_store::EventSpool;
+use crate::outbox::OutboxStatus;
+use crate::sinks::{SinkMonitor, SinkStatus};
 use outputs::AlertOutputs;
 use process_table::ProcessTable;
 use queue::QueueCounters;
@@ -66,7 +84,41 @@ pub struct StatusSnapshot {
     #[serde(default)]
     pub peak_rss_kb: u64,
     pub rules: Vec<RuleStatus>,
+    /// Successful `rules reload`s since start.
+    #[serde(default)]
+    pub rules_reloads: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool: Option<SpoolUsage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<OutboxStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<SinkStatus>,
 }
+
+/// Spool figures for `status`: the writer's since start, and (when asked
+/// through the control socket) the file's as a reader sees it.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct SpoolUsage {
+    pub path: PathBuf,
+    pub capacity_bytes: u64,
+    pub blocks_written: u64,
+    pub records_written: u64,
+    pub compressed_bytes: u64,
+    pub blocks_overwritten: u64,
+    pub pending_records: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<String>,
+}
+
+/// Recent alerts kept in memory for `context <alert-id>` (summaries only).
+const RECENT_ALERTS: usize = 4096;
+/// Alerts wait at most this long (or until the queue is empty) to be committed.
+const COMMIT_DELAY: Duration = Duration::from_millis(100);
+const COMMIT_MAX: usize = 256;
 
 /// (current, peak) resident set size in KiB from /proc/self/status.
 fn memory_kb() -> (u64, u64) {
@@ -100,6 +152,18 @@ pub struct Pipeline {
     status_path: Option<PathBuf>,
     started: Instant,
     alerts: Vec<Alert>,
+    correlator_cfg: CorrelatorConfig,
+    /// Raised, not yet committed to the outputs.
+    pending: Vec<Alert>,
+    pending_since: Option<Instant>,
+    spool_path: Option<PathBuf>,
+    /// Reads `window:` context back from the spool.
+    window_reader: Option<SpoolReader>,
+    window_max_events: usize,
+    recent: VecDeque<AlertSummary>,
+    control: Option<Receiver<ControlRequest>>,
+    sinks: Option<SinkMonitor>,
+    rules_reloads: u64,
 }
 
 impl Pipeline {
@@ -112,6 +176,7 @@ impl Pipeline {
         if cfg.seed_process_table {
             table.seed_from_system();
         }
+        let spool_path = cfg.spool.as_ref().map(|(p, _)| p.clone());
         let spool = cfg
             .spool
             .map(|(path, sc)| EventSpool::open(&path, sc))
@@ -126,7 +191,35 @@ impl Pipeline {
             status_path: cfg.status_path,
             started: Instant::now(),
             alerts: Vec::new(),
+            correlator_cfg: cfg.correlator,
+            pending: Vec::new(),
+            pending_since: None,
+            spool_path,
+            window_reader: None,
+            window_max_events: 50,
+            recent: VecDeque::new(),
+            control: None,
+            sinks: None,
+            rules_reloads: 0,
         })
+    }
+
+    /// Serve control-socket requests from this channel.
+    pub fn with_control(mut self, rx: Receiver<ControlRequest>) -> Pipeline {
+        self.control = Some(rx);
+        self
+    }
+
+    /// At most this many spool events in an alert's `window:` context (0: none).
+    pub fn with_window_max_events(mut self, n: usize) -> Pipeline {
+        self.window_max_events = n;
+        self
+    }
+
+    /// Show these sinks' delivery and backlog in `status`.
+    pub fn with_sinks(mut self, m: SinkMonitor) -> Pipeline {
+        self.sinks = Some(m);
+        self
     }
 
     pub fn counters(&self) -> Arc<PipelineCounters> {
@@ -149,13 +242,157 @@ impl Pipeline {
         self.correlator.process(&e, &mut self.alerts);
         self.counters.processed.fetch_add(1, Ordering::Relaxed);
         for mut alert in self.alerts.drain(..) {
+            // Ancestry now: the table may forget these processes by commit time.
             if alert.context_requests.iter().any(|c| c == "ancestry") {
                 attach_ancestry(&self.table, &mut alert);
             }
             self.counters.alerts.fetch_add(1, Ordering::Relaxed);
-            if let Err(err) = self.outputs.emit(&alert) {
-                tracing::error!(error = %err, alert = %alert.id, "alert output failed");
-                self.counters.output_errors.fetch_add(1, Ordering::Relaxed);
+            self.pending_since.get_or_insert_with(Instant::now);
+            self.pending.push(alert);
+        }
+        if self.pending.len() >= COMMIT_MAX {
+            self.commit_alerts();
+        }
+    }
+
+    /// Adds window context, then hands the pending alerts to the outputs
+    /// (outbox first, with one fsync for all).
+    pub fn commit_alerts(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if self.window_max_events > 0 && self.pending.iter().any(|a| window_request(a).is_some()) {
+            self.attach_windows();
+        }
+        let alerts = std::mem::take(&mut self.pending);
+        self.pending_since = None;
+        for a in &alerts {
+            if self.recent.len() >= RECENT_ALERTS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(AlertSummary::of(a));
+        }
+        if let Err(err) = self.outputs.emit_batch(&alerts) {
+            tracing::error!(error = %format!("{err:#}"), alerts = alerts.len(), "alert output failed");
+            self.counters.output_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The reader of this pipeline's spool, refreshed to see every sealed block.
+    fn spool_reader(&mut self) -> Option<&SpoolReader> {
+        let path = self.spool_path.as_ref()?;
+        // A reader that fails to refresh is dropped and opened afresh next time.
+        let reader = match self.window_reader.take() {
+            Some(mut r) => r.refresh().map(|()| r),
+            None => SpoolReader::open(path),
+        };
+        match reader {
+            Ok(r) => Some(&*self.window_reader.insert(r)),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the spool back");
+                None
+            }
+        }
+    }
+
+    /// Seals the spool's open batch (so the events that led to the alerts
+    /// are readable) and attaches the host's events before each match.
+    fn attach_windows(&mut self) {
+        if let Some(spool) = self.spool.as_mut() {
+            if let Err(err) = spool.flush() {
+                tracing::warn!(error = %err, "spool flush for alert context failed");
+            }
+        }
+        let max = self.window_max_events;
+        let mut pending = std::mem::take(&mut self.pending);
+        if let Some(reader) = self.spool_reader() {
+            for alert in &mut pending {
+                let Some(window_ns) = window_request(alert) else {
+                    continue;
+                };
+                let host = alert
+                    .host_id
+                    .clone()
+                    .or_else(|| alert.events.first().and_then(|e| e.host.id.clone()));
+                let start = alert.first_timestamp_ns.saturating_sub(window_ns);
+                let value = match alert_window(
+                    reader,
+                    host.as_deref(),
+                    alert.first_timestamp_ns,
+                    alert.timestamp_ns,
+                    window_ns,
+                    max,
+                ) {
+                    Ok((events, truncated)) => serde_json::json!({
+                        "start": dsl::time::format_rfc3339(start),
+                        "end": dsl::time::format_rfc3339(alert.timestamp_ns),
+                        "truncated": truncated,
+                        "events": events,
+                    }),
+                    Err(err) => serde_json::json!({ "error": err.to_string() }),
+                };
+                alert.enrichments.insert("window".into(), value);
+            }
+        }
+        self.pending = pending;
+    }
+
+    /// Answers one control-socket request.
+    fn serve(&mut self, req: ControlRequest, queue_depth: usize) {
+        match req {
+            ControlRequest::Status(reply) => {
+                let mut snap = self.snapshot(queue_depth);
+                if snap.spool.is_some() {
+                    if let Some(info) = self.spool_reader().map(|r| r.info()) {
+                        if let Some(usage) = snap.spool.as_mut() {
+                            usage.used_bytes = Some(info.used_bytes);
+                            usage.oldest = info.oldest_ts.map(dsl::time::format_rfc3339);
+                            usage.newest = info.newest_ts.map(dsl::time::format_rfc3339);
+                        }
+                    }
+                }
+                let _ = reply.send(snap);
+            }
+            ControlRequest::Lookup {
+                alert_id,
+                mut entity_ids,
+                reply,
+            } => {
+                // The newest alerts and events must be findable.
+                self.commit_alerts();
+                if let Some(spool) = self.spool.as_mut() {
+                    if let Err(err) = spool.flush() {
+                        tracing::warn!(error = %err, "spool flush for context failed");
+                    }
+                }
+                let alert =
+                    alert_id.and_then(|id| self.recent.iter().rev().find(|a| a.id == id).cloned());
+                if let Some(a) = &alert {
+                    for id in &a.entity_ids {
+                        if !entity_ids.contains(id) {
+                            entity_ids.push(id.clone());
+                        }
+                    }
+                }
+                let entities = entity_ids
+                    .into_iter()
+                    .map(|id| EntityTable {
+                        process: self.table.by_entity(&id).cloned(),
+                        ancestry: self.table.ancestry(&id),
+                        entity_id: id,
+                    })
+                    .collect();
+                let _ = reply.send(Lookup { alert, entities });
+            }
+            ControlRequest::SwapRules(rules, reply) => {
+                // Alerts raised by the old rules go out first. Open sequence
+                // state belongs to the old rules and is dropped with them.
+                self.commit_alerts();
+                let n = rules.len();
+                self.correlator = Correlator::new(rules, self.correlator_cfg);
+                self.rules_reloads += 1;
+                tracing::info!(rules = n, "rules reloaded");
+                let _ = reply.send(n);
             }
         }
     }
@@ -204,11 +441,33 @@ impl Pipeline {
                     completed: r.sequence.completed,
                 })
                 .collect(),
+            rules_reloads: self.rules_reloads,
+            spool: self.spool.as_ref().map(|s| {
+                let w = s.writer();
+                let st = w.stats();
+                SpoolUsage {
+                    path: w.path().to_path_buf(),
+                    capacity_bytes: w.capacity(),
+                    blocks_written: st.blocks_written,
+                    records_written: st.records_written,
+                    compressed_bytes: st.compressed_bytes,
+                    blocks_overwritten: st.blocks_overwritten,
+                    pending_records: st.pending_records,
+                    ..SpoolUsage::default()
+                }
+            }),
+            outbox: self
+                .sinks
+                .as_ref()
+                .map(|m| m.outbox().status())
+                .or_else(|| self.outputs.outbox().map(|o| o.status())),
+            sinks: self.sinks.as_ref().map(|m| m.status()).unwrap_or_default(),
         }
     }
 
     /// Seals the spool and flushes outputs (clean shutdown).
     pub fn finish(&mut self) -> Result<()> {
+        self.commit_alerts();
         if let Some(spool) = self.spool.as_mut() {
             spool.flush()?;
         }
@@ -221,11 +480,44 @@ impl Pipeline {
     pub fn run(mut self, rx: Receiver<Event>, stop: Arc<AtomicBool>) -> Result<StatusSnapshot> {
         let mut last_tick = Instant::now();
         let mut last_log = Instant::now();
+        let never = crossbeam::channel::never();
+        let mut control = self.control.take();
         loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
+            // Busy: events back to back. Idle: commit what waits, then sleep
+            // until an event or a control request comes.
+            match rx.try_recv() {
                 Ok(e) => self.handle(e),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    self.commit_alerts();
+                    let control_rx = control.as_ref().unwrap_or(&never);
+                    crossbeam::select! {
+                        recv(rx) -> msg => match msg {
+                            Ok(e) => self.handle(e),
+                            Err(_) => break,
+                        },
+                        recv(control_rx) -> req => match req {
+                            Ok(r) => self.serve(r, rx.len()),
+                            // The control server is gone: stop polling it.
+                            Err(_) => control = None,
+                        },
+                        default(Duration::from_millis(100)) => {}
+                    }
+                }
+            }
+            // Requests are answered between events, also under load.
+            if let Some(c) = &control {
+                match c.try_recv() {
+                    Ok(r) => self.serve(r, rx.len()),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => control = None,
+                }
+            }
+            if self
+                .pending_since
+                .is_some_and(|t| t.elapsed() >= COMMIT_DELAY)
+            {
+                self.commit_alerts();
             }
             if last_tick.elapsed() >= Duration::from_millis(250) {
                 self.tick(rx.len());
@@ -255,6 +547,17 @@ impl Pipeline {
     }
 }
 
+/// The longest `window:<duration>` the alert's rule asks for (capped at 24 h).
+fn window_request(alert: &Alert) -> Option<i64> {
+    alert
+        .context_requests
+        .iter()
+        .filter_map(|c| c.strip_prefix("window:"))
+        .filter_map(|d| dsl::time::parse_duration_ns(d).ok())
+        .max()
+        .map(|ns| ns.clamp(0, MAX_WINDOW_NS))
+}
+
 fn attach_ancestry(table: &ProcessTable, alert: &mut Alert) {
     let mut chains = serde_json::Map::new();
     for e in &alert.events {
@@ -276,7 +579,7 @@ fn attach_ancestry(table: &ProcessTable, alert: &mut Alert) {
 }
 
 /// Writes atomically (temp file + rename) so readers never see half a file.
-fn write_status(path: &std::path::Path, snap: &StatusSnapshot) -> std::io::Result<()> {
+pub(crate) fn write_status(path: &std::path::Path, snap: &StatusSnapshot) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(snap)?)?;
     std::fs::rename(tmp, path)

@@ -1,5 +1,6 @@
-//! Where alerts go in this release: stdout and an NDJSON file. (The durable
-//! outbox and network sinks build on this.)
+//! Where committed alerts go: the durable outbox first (the sinks deliver
+//! from there, see `outbox.rs`), then stdout and the local NDJSON file,
+//! which are written directly, as before.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -8,10 +9,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use dsl::alert::Alert;
 
+use crate::outbox::Outbox;
+
 #[derive(Default)]
 pub struct AlertOutputs {
     stdout: bool,
     file: Option<(PathBuf, BufWriter<File>)>,
+    outbox: Option<Outbox>,
 }
 
 impl AlertOutputs {
@@ -30,11 +34,25 @@ impl AlertOutputs {
                 Ok((p.to_path_buf(), BufWriter::new(f)))
             })
             .transpose()?;
-        Ok(AlertOutputs { stdout, file })
+        Ok(AlertOutputs {
+            stdout,
+            file,
+            outbox: None,
+        })
     }
 
-    /// Writes the alert everywhere; the file is flushed per alert so a
-    /// crash loses none that were reported.
+    /// Every alert is appended to `outbox` before the other outputs see it.
+    pub fn with_outbox(mut self, outbox: Outbox) -> AlertOutputs {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    pub fn outbox(&self) -> Option<&Outbox> {
+        self.outbox.as_ref()
+    }
+
+    /// Writes the alert to stdout and the file; the file is flushed per
+    /// alert so a crash loses none that were reported.
     pub fn emit(&mut self, alert: &Alert) -> Result<()> {
         let line = serde_json::to_string(alert)?;
         if self.stdout {
@@ -48,6 +66,27 @@ impl AlertOutputs {
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(())
+    }
+
+    /// Appends the alerts to the outbox (one fsync) and then emits each.
+    /// A failing output does not keep the others from their alerts; the
+    /// first error is returned.
+    pub fn emit_batch(&mut self, alerts: &[Alert]) -> Result<()> {
+        let mut first_err = None;
+        if let Some(outbox) = &self.outbox {
+            if let Err(e) = outbox.append(alerts) {
+                first_err = Some(anyhow::Error::from(e).context(format!(
+                    "appending to the outbox {}",
+                    outbox.dir().display()
+                )));
+            }
+        }
+        for a in alerts {
+            if let Err(e) = self.emit(a) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     pub fn flush(&mut self) -> Result<()> {

@@ -4,3 +4,8 @@
 pub mod linux;
 
 pub mod feeds;
+
+pub mod es_mapping;
+pub mod eslogger;
+#[cfg(target_os = "macos")]
+pub mod macos;

@@ -5,10 +5,10 @@
 use std::net::IpAddr;
 
 use super::ast::{self, CmpOp, Expr, MatchOp, Operand, Query};
-use super::fields::{self, FieldId, FieldKind, FieldValue};
+use super::fields::{self, EventFields, FieldId, FieldKind, FieldValue};
 use super::matchers::{CiSet, Cidr, LiteralKind, Pattern, StrTest};
 use super::QueryError;
-use crate::event::{Category, Event, EventType};
+use crate::event::{Category, EventType};
 
 /// A compiled condition. Evaluation is three-valued as in Elasticsearch EQL:
 /// `None` is null (a missing field), and only `Some(true)` matches.
@@ -64,7 +64,10 @@ pub enum IntSrc {
 }
 
 impl Node {
-    pub fn eval(&self, e: &Event) -> Option<bool> {
+    /// Evaluates on any event representation: an owned [`crate::Event`] or
+    /// an interned [`crate::codec::EventView`]. Allocates nothing, except
+    /// for string tests on IP fields and comparisons of two list fields.
+    pub fn eval<E: EventFields + ?Sized>(&self, e: &E) -> Option<bool> {
         match self {
             Node::Const(v) => *v,
             Node::And(terms) => {
@@ -98,52 +101,61 @@ impl Node {
                 }
             }
             Node::Not(inner) => inner.eval(e).map(|b| !b),
-            Node::Str { field, test } => field.get(e).any_str(|s| test.matches(s)),
-            Node::IsNull(field) => Some(matches!(field.get(e), FieldValue::Null)),
+            Node::Str { field, test } => e.str_test(*field, test),
+            Node::IsNull(field) => Some(matches!(e.field(*field), FieldValue::Null)),
             Node::Int { value, op, rhs } => {
                 let lhs = match value {
-                    IntSrc::Field(f) => match f.get(e) {
+                    IntSrc::Field(f) => match e.field(*f) {
                         FieldValue::Int(i) => i,
                         _ => return None,
                     },
-                    IntSrc::Length(f) => match f.get(e) {
+                    IntSrc::Length(f) => match e.field(*f) {
                         FieldValue::Str(s) => s.chars().count() as i64,
                         FieldValue::StrList(l) => l.len() as i64,
+                        FieldValue::Syms(l) => l.len() as i64,
                         FieldValue::EventTypes(t) => t.len() as i64,
                         _ => return None,
                     },
                 };
                 Some(compare(lhs.cmp(rhs), *op))
             }
-            Node::Bool { field, value } => match field.get(e) {
+            Node::Bool { field, value } => match e.field(*field) {
                 FieldValue::Bool(b) => Some(b == *value),
                 _ => None,
             },
-            Node::IpIn { field, ips } => match field.get(e) {
+            Node::IpIn { field, ips } => match e.field(*field) {
                 FieldValue::Ip(ip) => Some(ips.contains(&ip)),
                 _ => None,
             },
-            Node::Cidr { field, nets } => match field.get(e) {
+            Node::Cidr { field, nets } => match e.field(*field) {
                 FieldValue::Ip(ip) => Some(nets.iter().any(|n| n.contains(ip))),
                 _ => None,
             },
-            Node::HasType(types) => {
-                if e.event.types.is_empty() {
-                    None
-                } else {
-                    Some(e.event.types.iter().any(|t| types.contains(t)))
-                }
-            }
-            Node::CategoryIn(cats) => Some(cats.contains(&e.event.category)),
-            Node::StrOrd { field, op, rhs } => match field.get(e) {
+            Node::HasType(types) => e.has_any_type(types),
+            Node::CategoryIn(cats) => Some(cats.contains(&e.category())),
+            Node::StrOrd { field, op, rhs } => match e.field(*field) {
                 FieldValue::Str(s) => Some(compare(s.cmp(rhs.as_str()), *op)),
                 _ => None,
             },
-            Node::FieldEq { a, b } => match (a.get(e).to_text(), b.get(e).to_text()) {
-                (Some(x), Some(y)) => Some(x == y),
-                _ => None,
-            },
+            Node::FieldEq { a, b } => text_eq(e.field(*a), e.field(*b)),
         }
+    }
+}
+
+/// Two field values compared as text (null if either is), without
+/// formatting them when they are of the same scalar kind.
+fn text_eq(a: FieldValue<'_>, b: FieldValue<'_>) -> Option<bool> {
+    match (a, b) {
+        (FieldValue::Null, _) | (_, FieldValue::Null) => None,
+        (FieldValue::Str(x), FieldValue::Str(y)) => Some(x == y),
+        (FieldValue::Int(x), FieldValue::Int(y)) => Some(x == y),
+        (FieldValue::Bool(x), FieldValue::Bool(y)) => Some(x == y),
+        (FieldValue::Ip(x), FieldValue::Ip(y)) => Some(x == y),
+        (FieldValue::Category(x), FieldValue::Category(y)) => Some(x == y),
+        (a, b) => match (a.to_text(), b.to_text()) {
+            (Some(x), Some(y)) => Some(x == y),
+            _ => None,
+        },
     }
 }
 
@@ -167,8 +179,9 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    pub fn matches(&self, e: &Event) -> bool {
-        self.category.is_none_or(|c| c == e.event.category) && self.condition.eval(e) == Some(true)
+    /// Whether `e` (an [`crate::Event`] or an interned view) matches.
+    pub fn matches<E: EventFields + ?Sized>(&self, e: &E) -> bool {
+        self.category.is_none_or(|c| c == e.category()) && self.condition.eval(e) == Some(true)
     }
 }
 
@@ -184,10 +197,10 @@ pub struct StageSpec {
 impl StageSpec {
     /// The join key of `e`, or `None` when a key field is null (such events
     /// never join a sequence).
-    pub fn key_of(&self, e: &Event) -> Option<Vec<String>> {
+    pub fn key_of<E: EventFields + ?Sized>(&self, e: &E) -> Option<Vec<String>> {
         self.keys
             .iter()
-            .map(|k| k.and_then(|f| f.get(e).to_text()))
+            .map(|k| k.and_then(|f| e.field(f).to_text()))
             .collect()
     }
 }

@@ -5,7 +5,9 @@
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
-use crate::event::{Category, Event, EventType, Process};
+use super::matchers::StrTest;
+use crate::codec::{EventSyms, EventView, ProcSyms};
+use crate::event::{Category, Endpoint, Event, EventType, Process};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
@@ -38,6 +40,9 @@ pub enum FieldValue<'a> {
     Null,
     Str(&'a str),
     StrList(&'a [String]),
+    /// A list of strings as interned symbols (`process.args` of an
+    /// [`EventView`]).
+    Syms(SymList<'a>),
     Int(i64),
     Bool(bool),
     Ip(IpAddr),
@@ -57,6 +62,13 @@ impl<'a> FieldValue<'a> {
                     None
                 } else {
                     Some(l.iter().any(|s| f(s)))
+                }
+            }
+            FieldValue::Syms(l) => {
+                if l.is_empty() {
+                    None
+                } else {
+                    Some(l.iter().any(f))
                 }
             }
             FieldValue::Category(c) => Some(f(c.as_str())),
@@ -79,6 +91,7 @@ impl<'a> FieldValue<'a> {
             FieldValue::Null => None,
             FieldValue::Str(s) => Some(s.to_string()),
             FieldValue::StrList(l) => (!l.is_empty()).then(|| l.join(" ")),
+            FieldValue::Syms(l) => (!l.is_empty()).then(|| l.iter().collect::<Vec<_>>().join(" ")),
             FieldValue::Int(i) => Some(i.to_string()),
             FieldValue::Bool(b) => Some(b.to_string()),
             FieldValue::Ip(ip) => Some(ip.to_string()),
@@ -90,12 +103,191 @@ impl<'a> FieldValue<'a> {
     }
 }
 
+/// Interned strings of one list, and the dictionary they index.
+#[derive(Debug, Clone, Copy)]
+pub struct SymList<'a> {
+    pub ids: &'a [u32],
+    pub dict: &'a [&'a str],
+}
+
+impl<'a> SymList<'a> {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The strings, in order (a symbol outside the dictionary, which a
+    /// decoder never lets through, reads as "").
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let dict = self.dict;
+        self.ids.iter().map(move |&id| {
+            dict.get((id as usize).wrapping_sub(1))
+                .copied()
+                .unwrap_or("")
+        })
+    }
+}
+
+/// What a field holds in an interned event, before symbols are looked up.
+#[derive(Debug, Clone, Copy)]
+pub enum SymValue<'a> {
+    /// One string symbol; 0 is null.
+    Sym(u32),
+    /// A list of string symbols; empty is null.
+    Syms(&'a [u32]),
+    /// Anything that is not a string.
+    Val(FieldValue<'a>),
+}
+
+/// Read access to an event's fields, for the query matchers. Implemented by
+/// [`Event`] and by [`EventView`] (an undecoded, interned event), so queries
+/// run on spooled records without materializing them.
+pub trait EventFields {
+    fn field(&self, f: FieldId) -> FieldValue<'_>;
+    fn category(&self) -> Category;
+    fn timestamp_ns(&self) -> i64;
+    /// Whether `event.type` holds any of `types`; `None` when it is empty.
+    fn has_any_type(&self, types: &[EventType]) -> Option<bool>;
+    /// The field as symbols, for views whose string tests may be memoized
+    /// per symbol; `None` for events that are not interned.
+    fn sym_value(&self, _f: FieldId) -> Option<SymValue<'_>> {
+        None
+    }
+    /// Whether any string of the field passes `test` (`None`: null). The
+    /// memoizing view ([`super::memo::MemoView`]) answers from a table.
+    #[inline]
+    fn str_test(&self, f: FieldId, test: &StrTest) -> Option<bool> {
+        self.field(f).any_str(|s| test.matches(s))
+    }
+}
+
+impl<T: EventFields + ?Sized> EventFields for &T {
+    fn field(&self, f: FieldId) -> FieldValue<'_> {
+        (**self).field(f)
+    }
+    fn category(&self) -> Category {
+        (**self).category()
+    }
+    fn timestamp_ns(&self) -> i64 {
+        (**self).timestamp_ns()
+    }
+    fn has_any_type(&self, types: &[EventType]) -> Option<bool> {
+        (**self).has_any_type(types)
+    }
+    fn sym_value(&self, f: FieldId) -> Option<SymValue<'_>> {
+        (**self).sym_value(f)
+    }
+    fn str_test(&self, f: FieldId, test: &StrTest) -> Option<bool> {
+        (**self).str_test(f, test)
+    }
+}
+
+impl EventFields for Event {
+    #[inline]
+    fn field(&self, f: FieldId) -> FieldValue<'_> {
+        (f.def().get)(self)
+    }
+    fn category(&self) -> Category {
+        self.event.category
+    }
+    fn timestamp_ns(&self) -> i64 {
+        self.timestamp_ns
+    }
+    fn has_any_type(&self, types: &[EventType]) -> Option<bool> {
+        if self.event.types.is_empty() {
+            None
+        } else {
+            Some(self.event.types.iter().any(|t| types.contains(t)))
+        }
+    }
+}
+
+impl<'v> EventView<'v> {
+    /// A symbol value with its strings looked up.
+    #[inline]
+    pub fn resolve(&self, v: SymValue<'v>) -> FieldValue<'v> {
+        match v {
+            SymValue::Sym(s) => self.str(s).map_or(FieldValue::Null, FieldValue::Str),
+            SymValue::Syms([]) => FieldValue::Null,
+            SymValue::Syms(ids) => FieldValue::Syms(SymList {
+                ids,
+                dict: self.dict(),
+            }),
+            SymValue::Val(v) => v,
+        }
+    }
+}
+
+impl EventFields for EventView<'_> {
+    #[inline]
+    fn field(&self, f: FieldId) -> FieldValue<'_> {
+        self.resolve((f.def().get_syms)(self.syms()))
+    }
+    fn category(&self) -> Category {
+        self.syms().category
+    }
+    fn timestamp_ns(&self) -> i64 {
+        self.syms().timestamp_ns
+    }
+    fn has_any_type(&self, types: &[EventType]) -> Option<bool> {
+        let mask = self.syms().types;
+        if mask == 0 {
+            None
+        } else {
+            Some(types.iter().any(|&t| mask & (1 << t as u32) != 0))
+        }
+    }
+    #[inline]
+    fn sym_value(&self, f: FieldId) -> Option<SymValue<'_>> {
+        Some((f.def().get_syms)(self.syms()))
+    }
+}
+
+impl EventFields for crate::codec::Decoded<'_> {
+    fn field(&self, f: FieldId) -> FieldValue<'_> {
+        match self {
+            crate::codec::Decoded::View(v) => v.field(f),
+            crate::codec::Decoded::Owned(e) => e.field(f),
+        }
+    }
+    fn category(&self) -> Category {
+        match self {
+            crate::codec::Decoded::View(v) => v.category(),
+            crate::codec::Decoded::Owned(e) => e.event.category,
+        }
+    }
+    fn timestamp_ns(&self) -> i64 {
+        match self {
+            crate::codec::Decoded::View(v) => v.timestamp_ns(),
+            crate::codec::Decoded::Owned(e) => e.timestamp_ns,
+        }
+    }
+    fn has_any_type(&self, types: &[EventType]) -> Option<bool> {
+        match self {
+            crate::codec::Decoded::View(v) => v.has_any_type(types),
+            crate::codec::Decoded::Owned(e) => e.has_any_type(types),
+        }
+    }
+    fn sym_value(&self, f: FieldId) -> Option<SymValue<'_>> {
+        match self {
+            crate::codec::Decoded::View(v) => v.sym_value(f),
+            crate::codec::Decoded::Owned(_) => None,
+        }
+    }
+}
+
 type Getter = for<'a> fn(&'a Event) -> FieldValue<'a>;
+type SymGetter = for<'a> fn(&'a EventSyms) -> SymValue<'a>;
 
 pub struct FieldDef {
     pub path: &'static str,
     pub kind: FieldKind,
     pub get: Getter,
+    /// The same field of an interned event.
+    pub get_syms: SymGetter,
 }
 
 /// Index into [`FIELDS`].
@@ -117,6 +309,16 @@ impl FieldId {
 
     pub fn get(self, e: &Event) -> FieldValue<'_> {
         (self.def().get)(e)
+    }
+
+    /// [`get`](Self::get) for any event representation.
+    pub fn value_of<E: EventFields + ?Sized>(self, e: &E) -> FieldValue<'_> {
+        e.field(self)
+    }
+
+    /// Index into the schema (dense, from 0): for per-field tables.
+    pub fn index(self) -> usize {
+        self.0 as usize
     }
 }
 
@@ -148,45 +350,73 @@ fn parent(e: &Event) -> Option<&Process> {
     e.process.parent.as_deref()
 }
 
-/// Defines the `process.*` and `process.parent.*` fields from one list.
+use SymValue::{Sym, Syms, Val};
+
+const NULL: SymValue<'static> = Val(FieldValue::Null);
+
+fn parent_syms(e: &EventSyms) -> Option<&ProcSyms> {
+    e.parents.first()
+}
+
+/// Defines the `process.*` and `process.parent.*` fields from one list: a
+/// getter on a [`Process`] and one on an interned [`ProcSyms`] (with its
+/// event, which holds the argument symbols).
 macro_rules! process_fields {
-    ($($suffix:literal, $kind:ident, |$p:ident| $get:expr;)*) => {
+    ($($suffix:literal, $kind:ident, |$p:ident| $get:expr, |$e:ident, $q:ident| $sget:expr;)*) => {
         [
-            $(FieldDef { path: concat!("process.", $suffix), kind: FieldKind::$kind, get: |e| { let $p = &e.process; $get } },)*
-            $(FieldDef { path: concat!("process.parent.", $suffix), kind: FieldKind::$kind, get: |e| match parent(e) { Some($p) => $get, None => FieldValue::Null } },)*
+            $(FieldDef {
+                path: concat!("process.", $suffix),
+                kind: FieldKind::$kind,
+                get: |e| { let $p = &e.process; $get },
+                get_syms: |$e| { let $q = &$e.process; $sget },
+            },)*
+            $(FieldDef {
+                path: concat!("process.parent.", $suffix),
+                kind: FieldKind::$kind,
+                get: |e| match parent(e) { Some($p) => $get, None => FieldValue::Null },
+                get_syms: |$e| match parent_syms($e) { Some($q) => $sget, None => NULL },
+            },)*
         ]
     };
 }
 
 const PROCESS_FIELDS: [FieldDef; 32] = process_fields! {
-    "pid", Int, |p| i(p.pid);
-    "entity_id", Str, |p| s(&p.entity_id);
-    "name", Str, |p| s(&p.name);
-    "executable", Str, |p| s(&p.executable);
-    "args", StrList, |p| if p.args.is_empty() { FieldValue::Null } else { FieldValue::StrList(&p.args) };
-    "args_count", Int, |p| if p.args.is_empty() { FieldValue::Null } else { FieldValue::Int(p.args.len() as i64) };
-    "command_line", Str, |p| s(&p.command_line);
-    "working_directory", Str, |p| s(&p.working_directory);
-    "code_signature.signing_id", Str, |p| s(&p.code_signature.signing_id);
-    "code_signature.team_id", Str, |p| s(&p.code_signature.team_id);
-    "code_signature.trusted", Bool, |p| b(p.code_signature.trusted);
-    "code_signature.platform_binary", Bool, |p| b(p.code_signature.platform_binary);
-    "hash.cdhash", Str, |p| s(&p.hash.cdhash);
-    "hash.sha256", Str, |p| s(&p.hash.sha256);
-    "exit_code", Int, |p| i(p.exit_code);
-    "code_signature.exists", Bool, |p| FieldValue::Bool(p.code_signature.signing_id.is_some());
+    "pid", Int, |p| i(p.pid), |_e, q| Val(i(q.pid));
+    "entity_id", Str, |p| s(&p.entity_id), |_e, q| Sym(q.entity_id);
+    "name", Str, |p| s(&p.name), |_e, q| Sym(q.name);
+    "executable", Str, |p| s(&p.executable), |_e, q| Sym(q.executable);
+    "args", StrList, |p| if p.args.is_empty() { FieldValue::Null } else { FieldValue::StrList(&p.args) }, |e, q| Syms(e.args_of(q));
+    "args_count", Int, |p| if p.args.is_empty() { FieldValue::Null } else { FieldValue::Int(p.args.len() as i64) }, |_e, q| if q.args_len == 0 { NULL } else { Val(FieldValue::Int(i64::from(q.args_len))) };
+    "command_line", Str, |p| s(&p.command_line), |_e, q| Sym(q.command_line);
+    "working_directory", Str, |p| s(&p.working_directory), |_e, q| Sym(q.working_directory);
+    "code_signature.signing_id", Str, |p| s(&p.code_signature.signing_id), |_e, q| Sym(q.signing_id);
+    "code_signature.team_id", Str, |p| s(&p.code_signature.team_id), |_e, q| Sym(q.team_id);
+    "code_signature.trusted", Bool, |p| b(p.code_signature.trusted), |_e, q| Val(b(q.trusted));
+    "code_signature.platform_binary", Bool, |p| b(p.code_signature.platform_binary), |_e, q| Val(b(q.platform_binary));
+    "hash.cdhash", Str, |p| s(&p.hash.cdhash), |_e, q| Sym(q.cdhash);
+    "hash.sha256", Str, |p| s(&p.hash.sha256), |_e, q| Sym(q.sha256);
+    "exit_code", Int, |p| i(p.exit_code), |_e, q| Val(i(q.exit_code));
+    "code_signature.exists", Bool, |p| FieldValue::Bool(p.code_signature.signing_id.is_some()), |_e, q| Val(FieldValue::Bool(q.signing_id != 0));
 };
+
+fn ip(e: &Option<Endpoint>) -> FieldValue<'static> {
+    e.as_ref()
+        .and_then(|x| x.ip)
+        .map_or(FieldValue::Null, FieldValue::Ip)
+}
 
 const OTHER_FIELDS: [FieldDef; 23] = [
     FieldDef {
         path: "@timestamp",
         kind: FieldKind::Int,
         get: |e| FieldValue::Int(e.timestamp_ns),
+        get_syms: |e| Val(FieldValue::Int(e.timestamp_ns)),
     },
     FieldDef {
         path: "event.category",
         kind: FieldKind::Category,
         get: |e| FieldValue::Category(e.event.category),
+        get_syms: |e| Val(FieldValue::Category(e.category)),
     },
     FieldDef {
         path: "event.type",
@@ -198,66 +428,85 @@ const OTHER_FIELDS: [FieldDef; 23] = [
                 FieldValue::EventTypes(&e.event.types)
             }
         },
+        get_syms: |e| {
+            if e.types_list.is_empty() {
+                NULL
+            } else {
+                Val(FieldValue::EventTypes(&e.types_list))
+            }
+        },
     },
     FieldDef {
         path: "event.action",
         kind: FieldKind::Str,
         get: |e| s(&e.event.action),
+        get_syms: |e| Sym(e.action),
     },
     FieldDef {
         path: "event.id",
         kind: FieldKind::Str,
         get: |e| s(&e.event.id),
+        get_syms: |e| Sym(e.event_id),
     },
     FieldDef {
         path: "event.outcome",
         kind: FieldKind::Str,
         get: |e| s(&e.event.outcome),
+        get_syms: |e| Sym(e.outcome),
     },
     FieldDef {
         path: "host.id",
         kind: FieldKind::Str,
         get: |e| s(&e.host.id),
+        get_syms: |e| Sym(e.host_id),
     },
     FieldDef {
         path: "host.name",
         kind: FieldKind::Str,
         get: |e| s(&e.host.name),
+        get_syms: |e| Sym(e.host_name),
     },
     FieldDef {
         path: "host.os.type",
         kind: FieldKind::Str,
         get: |e| s(&e.host.os.os_type),
+        get_syms: |e| Sym(e.os_type),
     },
     FieldDef {
         path: "host.os.family",
         kind: FieldKind::Str,
         get: |e| s(&e.host.os.family),
+        get_syms: |e| Sym(e.os_family),
     },
     FieldDef {
         path: "host.os.version",
         kind: FieldKind::Str,
         get: |e| s(&e.host.os.version),
+        get_syms: |e| Sym(e.os_version),
     },
     FieldDef {
         path: "user.id",
         kind: FieldKind::Str,
         get: |e| s(&e.user.id),
+        get_syms: |e| Sym(e.user_id),
     },
     FieldDef {
         path: "user.name",
         kind: FieldKind::Str,
         get: |e| s(&e.user.name),
+        get_syms: |e| Sym(e.user_name),
     },
     FieldDef {
         path: "file.path",
         kind: FieldKind::Str,
         get: |e| e.file.as_ref().map_or(FieldValue::Null, |f| s(&f.path)),
+        get_syms: |e| Sym(e.file.map_or(0, |f| f.path)),
     },
     FieldDef {
         path: "file.name",
         kind: FieldKind::Str,
         get: |e| e.file.as_ref().map_or(FieldValue::Null, |f| s(&f.name)),
+        get_syms: |e| Sym(e.file.map_or(0, |f| f.name)),
     },
     FieldDef {
         path: "file.extension",
@@ -267,6 +516,7 @@ const OTHER_FIELDS: [FieldDef; 23] = [
                 .as_ref()
                 .map_or(FieldValue::Null, |f| s(&f.extension))
         },
+        get_syms: |e| Sym(e.file.map_or(0, |f| f.extension)),
     },
     FieldDef {
         path: "file.target_path",
@@ -276,36 +526,31 @@ const OTHER_FIELDS: [FieldDef; 23] = [
                 .as_ref()
                 .map_or(FieldValue::Null, |f| s(&f.target_path))
         },
+        get_syms: |e| Sym(e.file.map_or(0, |f| f.target_path)),
     },
     FieldDef {
         path: "source.ip",
         kind: FieldKind::Ip,
-        get: |e| {
-            e.source
-                .as_ref()
-                .and_then(|x| x.ip)
-                .map_or(FieldValue::Null, FieldValue::Ip)
-        },
+        get: |e| ip(&e.source),
+        get_syms: |e| Val(ip(&e.source)),
     },
     FieldDef {
         path: "source.port",
         kind: FieldKind::Int,
         get: |e| i(e.source.as_ref().and_then(|x| x.port)),
+        get_syms: |e| Val(i(e.source.as_ref().and_then(|x| x.port))),
     },
     FieldDef {
         path: "destination.ip",
         kind: FieldKind::Ip,
-        get: |e| {
-            e.destination
-                .as_ref()
-                .and_then(|x| x.ip)
-                .map_or(FieldValue::Null, FieldValue::Ip)
-        },
+        get: |e| ip(&e.destination),
+        get_syms: |e| Val(ip(&e.destination)),
     },
     FieldDef {
         path: "destination.port",
         kind: FieldKind::Int,
         get: |e| i(e.destination.as_ref().and_then(|x| x.port)),
+        get_syms: |e| Val(i(e.destination.as_ref().and_then(|x| x.port))),
     },
     FieldDef {
         path: "network.transport",
@@ -315,6 +560,7 @@ const OTHER_FIELDS: [FieldDef; 23] = [
                 .as_ref()
                 .map_or(FieldValue::Null, |n| s(&n.transport))
         },
+        get_syms: |e| Sym(e.network.map_or(0, |n| n.transport)),
     },
     FieldDef {
         path: "network.direction",
@@ -324,6 +570,7 @@ const OTHER_FIELDS: [FieldDef; 23] = [
                 .as_ref()
                 .map_or(FieldValue::Null, |n| s(&n.direction))
         },
+        get_syms: |e| Sym(e.network.map_or(0, |n| n.direction)),
     },
 ];
 

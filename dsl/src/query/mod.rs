@@ -6,11 +6,13 @@ pub mod compile;
 pub mod fields;
 mod lexer;
 pub mod matchers;
+pub mod memo;
 mod parser;
 
 use thiserror::Error;
 
 pub use compile::{CompiledQuery, EventFilter, Node, SequenceSpec, StageSpec};
+pub use fields::EventFields;
 pub use parser::parse_query;
 
 /// An error in a query, at a byte offset of the query text.
