@@ -19,17 +19,32 @@ use vigil::pipeline::{Pipeline, PipelineConfig};
 use vigil::synthetic::{Synthetic, SyntheticConfig};
 
 fn main() {
-    let n: usize = std::env::var("VIGIL_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = std::env::var("VIGIL_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let events: Vec<Event> = Synthetic::new(SyntheticConfig { plant_every: 10_000, ..Default::default() }).take(n).collect();
+    let events: Vec<Event> = Synthetic::new(SyntheticConfig {
+        plant_every: 10_000,
+        ..Default::default()
+    })
+    .take(n)
+    .collect();
     let rules = Arc::new(load_rules(&shipped_rule_files()).rules);
     let (tx, rx, counters) = event_queue(65_536);
     let pipeline = Pipeline::new(
         PipelineConfig {
             host_id: "bench".into(),
-            spool: Some((dir.path().join("p.spool"), SpoolConfig { capacity_bytes: 2 << 30, ..SpoolConfig::default() })),
+            spool: Some((
+                dir.path().join("p.spool"),
+                SpoolConfig {
+                    capacity_bytes: 2 << 30,
+                    ..SpoolConfig::default()
+                },
+            )),
             correlator: CorrelatorConfig::default(),
-            outputs: AlertOutputs::new(false, Some(&dir.path().join("alerts.ndjson"))).expect("outputs"),
+            outputs: AlertOutputs::new(false, Some(&dir.path().join("alerts.ndjson")))
+                .expect("outputs"),
             status_path: None,
             seed_process_table: false,
         },
@@ -50,7 +65,10 @@ fn main() {
     };
     feeder.join().expect("feeder");
     // The sender is gone once the feeder ends: the pipeline drains and stops.
-    let snap = worker.join().expect("pipeline thread").expect("pipeline run");
+    let snap = worker
+        .join()
+        .expect("pipeline thread")
+        .expect("pipeline run");
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(snap.processed, n as u64);
     println!(
@@ -59,5 +77,8 @@ fn main() {
         format!("{:.0}", n as f64 / secs),
         ">= 500,000"
     );
-    println!("| {:<58} | {:>22} | {:<26} |", "pipeline: alerts raised", snap.alerts, "");
+    println!(
+        "| {:<58} | {:>22} | {:<26} |",
+        "pipeline: alerts raised", snap.alerts, ""
+    );
 }

@@ -364,7 +364,7 @@ impl Iterator for Synthetic {
         }
         self.made += 1;
         self.now += self.rng.gen_range(0..=2 * self.cfg.mean_gap_ns);
-        if self.cfg.plant_every > 0 && self.made % self.cfg.plant_every == 0 {
+        if self.cfg.plant_every > 0 && self.made.is_multiple_of(self.cfg.plant_every) {
             self.plant_chain();
             return self.queue.pop_front();
         }

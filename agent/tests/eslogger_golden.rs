@@ -426,3 +426,44 @@ fn cli_reads_eslogger_from_stdin() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("4 mapped"), "{stderr}");
 }
+
+/// Every prefix of every real line, and lines with bytes overwritten, are
+/// errors or events, never panics: eslogger output is untrusted input.
+#[test]
+fn truncated_and_corrupted_lines_never_panic() {
+    let mut mapper = EsloggerMapper::new(ctx());
+    let mut lines: Vec<String> = std::fs::read_to_string(&sample_files()[0])
+        .expect("sample")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.extend(chain_input().lines().take(2).map(str::to_string));
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    const POOL: &[u8] = b"{}[]\":,09aZ\\/\xff ";
+    let mut errors = 0u64;
+    for line in &lines {
+        let bytes = line.as_bytes();
+        for cut in (0..bytes.len()).step_by(3) {
+            errors += u64::from(mapper.map_bytes(&bytes[..cut]).is_err());
+        }
+        for _ in 0..300 {
+            let mut b = bytes.to_vec();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % b.len() as u64) as usize;
+                b[at] = POOL[(next() % POOL.len() as u64) as usize];
+            }
+            let _ = mapper.map_bytes(&b);
+        }
+    }
+    assert!(
+        errors > 1000,
+        "truncated lines must be reported as malformed"
+    );
+    assert!(mapper.stats().malformed >= errors);
+}

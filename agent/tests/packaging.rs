@@ -227,7 +227,7 @@ fn pkg_scripts_load_and_unload_the_daemon() {
         shell_syntax_ok("sh", p);
     }
     let pre_text = std::fs::read_to_string(&pre).expect("preinstall");
-    assert!(pre_text.contains(&format!("launchctl bootout \"system/$LABEL\"")));
+    assert!(pre_text.contains("launchctl bootout \"system/$LABEL\""));
     assert!(pre_text.contains(&format!("LABEL={LABEL}")));
     let post_text = std::fs::read_to_string(&post).expect("postinstall");
     assert!(post_text.contains("launchctl bootstrap system \"$PLIST\""));

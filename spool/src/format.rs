@@ -113,7 +113,9 @@ impl FileHeader {
             )));
         }
         let capacity = le_u64(&page[16..24]);
-        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) || capacity % HEADER_PAGE != 0 {
+        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity)
+            || !capacity.is_multiple_of(HEADER_PAGE)
+        {
             return Err(HeaderError::Invalid(format!(
                 "capacity {capacity} out of range or not a multiple of {HEADER_PAGE}"
             )));

@@ -387,7 +387,7 @@ impl SpoolReader {
         let end = info
             .offset
             .checked_add(BLOCK_HEADER_LEN as u64 + u64::from(info.compressed_len));
-        if info.offset % BLOCK_ALIGN != 0 || end.map_or(true, |e| e > self.ring_len) {
+        if !info.offset.is_multiple_of(BLOCK_ALIGN) || end.is_none_or(|e| e > self.ring_len) {
             return Err(corrupt("block extent outside this spool"));
         }
         let src = self.source();
@@ -464,7 +464,7 @@ impl SpoolReader {
                 ) {
                     Ok(Some(r)) => {
                         if (whole || range.contains(r.ts_ns))
-                            && key.map_or(true, |k| r.keys.contains(k))
+                            && key.is_none_or(|k| r.keys.contains(k))
                         {
                             rep.records += 1;
                             if f(r).is_break() {

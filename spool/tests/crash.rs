@@ -47,10 +47,10 @@ fn crash_child_writer() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
         w.append(ts, &[counter, counter % 7], &buf).expect("append");
-        if counter % 64 == 0 {
+        if counter.is_multiple_of(64) {
             w.seal_if_due().expect("seal_if_due");
         }
-        if counter % 997 == 0 {
+        if counter.is_multiple_of(997) {
             w.flush().expect("flush");
         }
         let st = w.stats();

@@ -45,7 +45,7 @@ fn bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)
         .map(|i| {
-            if seed % 4 == 0 && i % 8 != 0 {
+            if seed.is_multiple_of(4) && i % 8 != 0 {
                 b'a' + (i % 13) as u8
             } else {
                 x ^= x << 13;

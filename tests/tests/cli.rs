@@ -7,12 +7,23 @@ use vigil_e2e::{ndjson, repo, stderr, stdout, vigil};
 fn positive_fixture_events(dir: &std::path::Path) -> std::path::PathBuf {
     let mut all = String::new();
     let root = repo().join("dsl/rules/fixtures");
-    let mut rules: Vec<_> = fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut rules: Vec<_> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     rules.sort();
     for rule in rules {
-        let mut cases: Vec<_> = fs::read_dir(&rule).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut cases: Vec<_> = fs::read_dir(&rule)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         cases.sort();
-        for case in cases.iter().filter(|c| c.file_name().unwrap().to_string_lossy().starts_with("positive")) {
+        for case in cases.iter().filter(|c| {
+            c.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("positive")
+        }) {
             all.push_str(&fs::read_to_string(case.join("events.ndjson")).unwrap());
         }
     }
@@ -26,7 +37,14 @@ fn replay_raises_every_shipped_rule_and_fills_a_spool() {
     let dir = tempfile::tempdir().unwrap();
     let events = positive_fixture_events(dir.path());
     let spool = dir.path().join("r.spool");
-    let o = vigil().args(["replay"]).arg(&events).arg("--spool").arg(&spool).args(["--spool-size-mb", "4"]).output().unwrap();
+    let o = vigil()
+        .args(["replay"])
+        .arg(&events)
+        .arg("--spool")
+        .arg(&spool)
+        .args(["--spool-size-mb", "4"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let alerts = ndjson(&stdout(&o));
     for id in [
@@ -37,14 +55,25 @@ fn replay_raises_every_shipped_rule_and_fills_a_spool() {
         "an0994-download-executed",
         "an1316-content-app-write-spawn-egress",
     ] {
-        assert!(alerts.iter().any(|a| a["rule"]["id"] == id), "no alert for {id}");
+        assert!(
+            alerts.iter().any(|a| a["rule"]["id"] == id),
+            "no alert for {id}"
+        );
     }
     for a in &alerts {
-        assert_eq!(a["id"].as_str().unwrap().len(), 32, "stable 128-bit alert id");
+        assert_eq!(
+            a["id"].as_str().unwrap().len(),
+            32,
+            "stable 128-bit alert id"
+        );
         assert!(!a["events"].as_array().unwrap().is_empty());
     }
     let lines = fs::read_to_string(&events).unwrap().lines().count() as u64;
-    let info = vigil().args(["spool", "info", "--json"]).arg(&spool).output().unwrap();
+    let info = vigil()
+        .args(["spool", "info", "--json"])
+        .arg(&spool)
+        .output()
+        .unwrap();
     let info: serde_json::Value = serde_json::from_str(&stdout(&info)).unwrap();
     assert_eq!(info["events"].as_u64().unwrap(), lines);
     assert_eq!(info["corrupt_blocks"].as_u64().unwrap(), 0);
@@ -71,9 +100,23 @@ fn run_synthetic_then_hunt_finds_exactly_the_planted_chains() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let cfg = dir.path().join("vigil.toml");
-    fs::write(&cfg, "[source]\nsynthetic_plant_every = 1000\n[outputs]\nstdout = false\n").unwrap();
+    fs::write(
+        &cfg,
+        "[source]\nsynthetic_plant_every = 1000\n[outputs]\nstdout = false\n",
+    )
+    .unwrap();
     let o = vigil()
-        .args(["run", "--source", "synthetic", "--synthetic-events", "30000", "--synthetic-rate", "0", "--spool-size-mb", "64"])
+        .args([
+            "run",
+            "--source",
+            "synthetic",
+            "--synthetic-events",
+            "30000",
+            "--synthetic-rate",
+            "0",
+            "--spool-size-mb",
+            "64",
+        ])
         .arg("--config")
         .arg(&cfg)
         .arg("--state-dir")
@@ -81,10 +124,17 @@ fn run_synthetic_then_hunt_finds_exactly_the_planted_chains() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let status = vigil().args(["status", "--json", "--state-dir"]).arg(&state).output().unwrap();
+    let status = vigil()
+        .args(["status", "--json", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
     let status: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
     assert_eq!(status["received"], 30000);
-    let (processed, dropped) = (status["processed"].as_u64().unwrap(), status["dropped"].as_u64().unwrap());
+    let (processed, dropped) = (
+        status["processed"].as_u64().unwrap(),
+        status["dropped"].as_u64().unwrap(),
+    );
     assert_eq!(processed + dropped, 30000);
     assert_eq!(status["spooled"].as_u64().unwrap(), processed);
 
@@ -95,33 +145,84 @@ fn run_synthetic_then_hunt_finds_exactly_the_planted_chains() {
         .into_iter()
         .filter(|a| a["rule"]["id"] == "macos-installer-child-network")
         .collect();
-    assert!(live.len() >= 25, "planted chains raised {} alerts", live.len());
-    let hunted = vigil().args(["hunt", "--json", "--rule", "macos-installer-child-network", "--spool"]).arg(&spool).output().unwrap();
+    assert!(
+        live.len() >= 25,
+        "planted chains raised {} alerts",
+        live.len()
+    );
+    let hunted = vigil()
+        .args([
+            "hunt",
+            "--json",
+            "--rule",
+            "macos-installer-child-network",
+            "--spool",
+        ])
+        .arg(&spool)
+        .output()
+        .unwrap();
     assert_eq!(hunted.status.code(), Some(0), "{}", stderr(&hunted));
     let hunted = ndjson(&stdout(&hunted));
-    let ids = |v: &[serde_json::Value]| v.iter().map(|a| a["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let ids = |v: &[serde_json::Value]| {
+        v.iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(ids(&hunted), ids(&live));
     for a in &hunted {
         let sh = a["join_key"]["process.entity_id"].as_str().unwrap();
-        assert!(sh.starts_with("sh-"), "only planted installer shells match, not near misses: {sh}");
+        assert!(
+            sh.starts_with("sh-"),
+            "only planted installer shells match, not near misses: {sh}"
+        );
     }
     // The same sequence typed as a query finds the same chains.
     let q = "sequence by host.id with maxspan=15s [process where event.action == \"exec\" and process.parent.name : \"installer\" and process.name : \"sh\"] by process.entity_id [network where process.name : \"curl\"] by process.parent.entity_id";
-    let seq = vigil().args(["hunt", "--count", "--spool"]).arg(&spool).arg(q).output().unwrap();
-    assert_eq!(stdout(&seq).trim(), live.len().to_string(), "{}", stderr(&seq));
+    let seq = vigil()
+        .args(["hunt", "--count", "--spool"])
+        .arg(&spool)
+        .arg(q)
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&seq).trim(),
+        live.len().to_string(),
+        "{}",
+        stderr(&seq)
+    );
     // A filter hunt agrees with a stacking count of the same query.
-    let curl = vigil().args(["hunt", "--json", "--spool"]).arg(&spool).arg("process where process.name : \"CURL\"").output().unwrap();
+    let curl = vigil()
+        .args(["hunt", "--json", "--spool"])
+        .arg(&spool)
+        .arg("process where process.name : \"CURL\"")
+        .output()
+        .unwrap();
     assert_eq!(curl.status.code(), Some(0), "{}", stderr(&curl));
     let hits = ndjson(&stdout(&curl));
     assert!(!hits.is_empty());
     assert!(hits.iter().all(|e| e["process"]["name"] == "curl"));
-    let count = vigil().args(["hunt", "--count", "--spool"]).arg(&spool).arg("process where process.name : \"CURL\"").output().unwrap();
+    let count = vigil()
+        .args(["hunt", "--count", "--spool"])
+        .arg(&spool)
+        .arg("process where process.name : \"CURL\"")
+        .output()
+        .unwrap();
     assert_eq!(stdout(&count).trim(), hits.len().to_string());
     // Nothing found: exit 1.
-    let none = vigil().args(["hunt", "--count", "--spool"]).arg(&spool).arg("process where process.name == \"no-such-program\"").output().unwrap();
+    let none = vigil()
+        .args(["hunt", "--count", "--spool"])
+        .arg(&spool)
+        .arg("process where process.name == \"no-such-program\"")
+        .output()
+        .unwrap();
     assert_eq!(none.status.code(), Some(1));
     // A bad query: exit 2 with a position.
-    let bad = vigil().args(["hunt", "--spool"]).arg(&spool).arg("process where process.nmae == \"x\"").output().unwrap();
+    let bad = vigil()
+        .args(["hunt", "--spool"])
+        .arg(&spool)
+        .arg("process where process.nmae == \"x\"")
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("query:1:15"), "{}", stderr(&bad));
 }
@@ -130,15 +231,33 @@ fn run_synthetic_then_hunt_finds_exactly_the_planted_chains() {
 fn invalid_configuration_lists_every_problem_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("vigil.toml");
-    fs::write(&cfg, "[spool]\nsize_mb = 0\n[queue]\ncapacity = 0\n[correlator]\nmax_open_per_rule = 0\n").unwrap();
-    let o = vigil().arg("run").arg("--config").arg(&cfg).output().unwrap();
+    fs::write(
+        &cfg,
+        "[spool]\nsize_mb = 0\n[queue]\ncapacity = 0\n[correlator]\nmax_open_per_rule = 0\n",
+    )
+    .unwrap();
+    let o = vigil()
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    for needle in ["spool.size_mb", "queue.capacity", "correlator.max_open_per_rule"] {
+    for needle in [
+        "spool.size_mb",
+        "queue.capacity",
+        "correlator.max_open_per_rule",
+    ] {
         assert!(err.contains(needle), "missing {needle}: {err}");
     }
     fs::write(&cfg, "[spool]\nsize_gb = 1\n").unwrap();
-    let o = vigil().arg("run").arg("--config").arg(&cfg).output().unwrap();
+    let o = vigil()
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("size_gb"), "{}", stderr(&o));
 }
@@ -152,20 +271,44 @@ fn rules_check_points_at_file_line_column_and_keeps_good_rules() {
          rule(#{ id: \"bad\", query: `\nprocess where\n  process.nmae == \"x\"` });\n",
     )
     .unwrap();
-    let o = vigil().args(["rules", "check"]).arg(dir.path()).output().unwrap();
+    let o = vigil()
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("mine.rhai:4:3: rule bad: unknown field `process.nmae`"), "{err}");
-    let list = vigil().args(["rules", "list", "--json"]).arg(dir.path()).output().unwrap();
-    let ids: Vec<_> = ndjson(&stdout(&list)).into_iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
-    assert!(ids.contains(&"good".to_string()) && !ids.contains(&"bad".to_string()), "{ids:?}");
-    assert!(ids.len() >= 7, "shipped rules load beside the user's: {ids:?}");
+    assert!(
+        err.contains("mine.rhai:4:3: rule bad: unknown field `process.nmae`"),
+        "{err}"
+    );
+    let list = vigil()
+        .args(["rules", "list", "--json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let ids: Vec<_> = ndjson(&stdout(&list))
+        .into_iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        ids.contains(&"good".to_string()) && !ids.contains(&"bad".to_string()),
+        "{ids:?}"
+    );
+    assert!(
+        ids.len() >= 7,
+        "shipped rules load beside the user's: {ids:?}"
+    );
 }
 
 #[test]
 fn rules_test_runs_a_directory_of_fixtures_and_shows_diffs() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("r.rhai"), "rule(#{ id: \"curl-seen\", query: `process where process.name == \"curl\"` });").unwrap();
+    fs::write(
+        dir.path().join("r.rhai"),
+        "rule(#{ id: \"curl-seen\", query: `process where process.name == \"curl\"` });",
+    )
+    .unwrap();
     let case = dir.path().join("fixtures/curl-seen/wrong-expectation");
     fs::create_dir_all(&case).unwrap();
     fs::write(
@@ -174,10 +317,26 @@ fn rules_test_runs_a_directory_of_fixtures_and_shows_diffs() {
     )
     .unwrap();
     fs::write(case.join("expected.ndjson"), "").unwrap();
-    let o = vigil().args(["rules", "test"]).arg(dir.path()).output().unwrap();
+    let o = vigil()
+        .args(["rules", "test"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("+ {\"rule_id\":\"curl-seen\",\"event_ids\":[\"e1\"]"), "{}", stdout(&o));
-    fs::write(case.join("expected.ndjson"), "{\"rule_id\":\"curl-seen\",\"event_ids\":[\"e1\"]}\n").unwrap();
-    let o = vigil().args(["rules", "test"]).arg(dir.path()).output().unwrap();
+    assert!(
+        stdout(&o).contains("+ {\"rule_id\":\"curl-seen\",\"event_ids\":[\"e1\"]"),
+        "{}",
+        stdout(&o)
+    );
+    fs::write(
+        case.join("expected.ndjson"),
+        "{\"rule_id\":\"curl-seen\",\"event_ids\":[\"e1\"]}\n",
+    )
+    .unwrap();
+    let o = vigil()
+        .args(["rules", "test"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }

@@ -39,14 +39,27 @@ fn installer_chain_raises_the_alert_with_its_process_tree_and_is_spooled() {
     let state = dir.path().join("state");
     let agent = Agent(
         Command::new(vigil_bin())
-            .args(["run", "--source", "linux", "--spool-size-mb", "64", "--state-dir"])
+            .args([
+                "run",
+                "--source",
+                "linux",
+                "--spool-size-mb",
+                "64",
+                "--state-dir",
+            ])
             .arg(&state)
             .env("VIGIL_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    assert!(wait_for(|| state.join("status.json").exists(), Duration::from_secs(10)), "agent did not start");
+    assert!(
+        wait_for(
+            || state.join("status.json").exists(),
+            Duration::from_secs(10)
+        ),
+        "agent did not start"
+    );
 
     // A local listener that holds each connection so the socket poller sees it.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -65,7 +78,9 @@ fn installer_chain_raises_the_alert_with_its_process_tree_and_is_spooled() {
     let started = Instant::now();
     let status = Command::new(&installer)
         .arg("-c")
-        .arg(format!("sh -c 'curl -s http://127.0.0.1:{port}/; true'; true"))
+        .arg(format!(
+            "sh -c 'curl -s http://127.0.0.1:{port}/; true'; true"
+        ))
         .status()
         .unwrap();
     assert!(status.success());
@@ -75,27 +90,43 @@ fn installer_chain_raises_the_alert_with_its_process_tree_and_is_spooled() {
     let found = wait_for(
         || {
             let text = std::fs::read_to_string(&alerts_path).unwrap_or_default();
-            alert = ndjson(&text).into_iter().find(|a| a["rule"]["id"] == "macos-installer-child-network");
+            alert = ndjson(&text)
+                .into_iter()
+                .find(|a| a["rule"]["id"] == "macos-installer-child-network");
             alert.is_some()
         },
         Duration::from_secs(10),
     );
     assert!(found, "no installer-network alert within 10 s");
-    eprintln!("alert after {:?} (including the 0.8 s the listener holds curl)", started.elapsed());
+    eprintln!(
+        "alert after {:?} (including the 0.8 s the listener holds curl)",
+        started.elapsed()
+    );
     let alert = alert.unwrap();
     let events = alert["events"].as_array().unwrap();
     assert_eq!(events[0]["process"]["name"], "sh");
     assert_eq!(events[0]["process"]["parent"]["name"], "installer");
     assert_eq!(events[1]["process"]["name"], "curl");
     assert_eq!(events[1]["destination"]["port"], port);
-    assert_eq!(events[1]["process"]["parent"]["entity_id"], events[0]["process"]["entity_id"]);
+    assert_eq!(
+        events[1]["process"]["parent"]["entity_id"],
+        events[0]["process"]["entity_id"]
+    );
     // The process tree: sh <- installer <- this test.
     let sh_id = events[0]["process"]["entity_id"].as_str().unwrap();
-    let chain = alert["enrichments"]["ancestry"][sh_id].as_array().expect("ancestry of sh");
-    let names: Vec<_> = chain.iter().map(|p| p["name"].as_str().unwrap_or("?")).collect();
+    let chain = alert["enrichments"]["ancestry"][sh_id]
+        .as_array()
+        .expect("ancestry of sh");
+    let names: Vec<_> = chain
+        .iter()
+        .map(|p| p["name"].as_str().unwrap_or("?"))
+        .collect();
     assert_eq!(&names[..2], ["sh", "installer"], "{names:?}");
     assert_eq!(chain[1]["executable"], installer.display().to_string());
-    assert!(chain.iter().any(|p| p["pid"] == std::process::id()), "the test process is an ancestor: {names:?}");
+    assert!(
+        chain.iter().any(|p| p["pid"] == std::process::id()),
+        "the test process is an ancestor: {names:?}"
+    );
 
     // Stop the agent cleanly; the spool holds the chain.
     // SAFETY: kill with a valid pid and signal number has no memory effects.
@@ -111,15 +142,32 @@ fn installer_chain_raises_the_alert_with_its_process_tree_and_is_spooled() {
         .output()
         .unwrap();
     let found = ndjson(&stdout(&hunt));
-    assert!(found.iter().any(|e| e["process"]["name"] == "sh" && e["event"]["action"] == "exec"), "sh exec is spooled");
-    assert!(found.iter().any(|e| e["event"]["category"][0] == "network"), "curl's connection is spooled");
+    assert!(
+        found
+            .iter()
+            .any(|e| e["process"]["name"] == "sh" && e["event"]["action"] == "exec"),
+        "sh exec is spooled"
+    );
+    assert!(
+        found.iter().any(|e| e["event"]["category"][0] == "network"),
+        "curl's connection is spooled"
+    );
 }
 
 #[test]
 fn without_root_run_explains_what_is_missing_and_exits_2() {
     if !is_root() {
         // Running as a normal user is exactly the case under test.
-        let o = vigil().args(["run", "--source", "linux", "--state-dir", "/tmp/vigil-nonroot-test"]).output().unwrap();
+        let o = vigil()
+            .args([
+                "run",
+                "--source",
+                "linux",
+                "--state-dir",
+                "/tmp/vigil-nonroot-test",
+            ])
+            .output()
+            .unwrap();
         assert_eq!(o.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&o.stderr).contains("root"));
         return;
@@ -131,11 +179,22 @@ fn without_root_run_explains_what_is_missing_and_exits_2() {
     // SAFETY: chown on a path we own; no memory effects.
     let c = std::ffi::CString::new(state.to_str().unwrap()).unwrap();
     unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let o = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(vigil_bin())
-        .args(["run", "--source", "linux", "--spool-size-mb", "4", "--state-dir"])
+        .args([
+            "run",
+            "--source",
+            "linux",
+            "--spool-size-mb",
+            "4",
+            "--state-dir",
+        ])
         .arg(&state)
         .env("VIGIL_LOG", "error")
         .output()

@@ -14,7 +14,18 @@ fn flat_out_source_into_a_tiny_queue_drops_counts_and_finishes() {
     let state = dir.path().join("state");
     let started = Instant::now();
     let o = vigil()
-        .args(["run", "--source", "synthetic", "--synthetic-rate", "0", "--synthetic-events", "400000", "--spool-size-mb", "64", "--config"])
+        .args([
+            "run",
+            "--source",
+            "synthetic",
+            "--synthetic-rate",
+            "0",
+            "--synthetic-events",
+            "400000",
+            "--spool-size-mb",
+            "64",
+            "--config",
+        ])
         .arg(&cfg)
         .arg("--state-dir")
         .arg(&state)
@@ -22,12 +33,27 @@ fn flat_out_source_into_a_tiny_queue_drops_counts_and_finishes() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(started.elapsed() < Duration::from_secs(120), "no stall");
-    let status = vigil().args(["status", "--json", "--state-dir"]).arg(&state).output().unwrap();
+    let status = vigil()
+        .args(["status", "--json", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
     let s: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
-    let (received, dropped, processed) = (s["received"].as_u64().unwrap(), s["dropped"].as_u64().unwrap(), s["processed"].as_u64().unwrap());
+    let (received, dropped, processed) = (
+        s["received"].as_u64().unwrap(),
+        s["dropped"].as_u64().unwrap(),
+        s["processed"].as_u64().unwrap(),
+    );
     assert_eq!(received, 400_000);
-    assert!(dropped > 0, "the pipeline kept up with a flat-out source into 64 slots? {s}");
-    assert_eq!(processed + dropped, received, "every event is either processed or counted as dropped");
+    assert!(
+        dropped > 0,
+        "the pipeline kept up with a flat-out source into 64 slots? {s}"
+    );
+    assert_eq!(
+        processed + dropped,
+        received,
+        "every event is either processed or counted as dropped"
+    );
     assert_eq!(s["spooled"].as_u64().unwrap(), processed);
     // Bounded memory: the queue holds 64 events whatever the backlog.
     let peak = s["peak_rss_kb"].as_u64().unwrap();

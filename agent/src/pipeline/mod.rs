@@ -43,6 +43,10 @@ use outputs::AlertOutputs;
 use process_table::ProcessTable;
 use queue::QueueCounters;
 
+/// How long the idle pipeline sleeps before looking at the queue again:
+/// the most an event waits before processing starts.
+const IDLE_NAP: Duration = Duration::from_millis(10);
+
 /// Counters shared with the status writer.
 #[derive(Debug, Default)]
 pub struct PipelineCounters {
@@ -483,8 +487,12 @@ impl Pipeline {
         let never = crossbeam::channel::never();
         let mut control = self.control.take();
         loop {
-            // Busy: events back to back. Idle: commit what waits, then sleep
-            // until an event or a control request comes.
+            // Busy: events back to back. Idle: commit what waits, then nap
+            // for IDLE_NAP (or until a control request) and take whatever
+            // arrived meanwhile as one batch. Napping instead of blocking on
+            // the queue means sources never pay for waking this thread, and
+            // at a few thousand events/s the agent wakes ~100 times a second
+            // instead of once per event.
             match rx.try_recv() {
                 Ok(e) => self.handle(e),
                 Err(TryRecvError::Disconnected) => break,
@@ -492,16 +500,12 @@ impl Pipeline {
                     self.commit_alerts();
                     let control_rx = control.as_ref().unwrap_or(&never);
                     crossbeam::select! {
-                        recv(rx) -> msg => match msg {
-                            Ok(e) => self.handle(e),
-                            Err(_) => break,
-                        },
                         recv(control_rx) -> req => match req {
                             Ok(r) => self.serve(r, rx.len()),
                             // The control server is gone: stop polling it.
                             Err(_) => control = None,
                         },
-                        default(Duration::from_millis(100)) => {}
+                        default(IDLE_NAP) => {}
                     }
                 }
             }

@@ -132,7 +132,10 @@ pub fn process_name(comm: Option<&str>, exe: Option<&str>) -> Option<String> {
 impl ProcInfo {
     /// The name the process runs under, as `ps` shows it (see [`process_name`]).
     pub fn name(&self) -> Option<String> {
-        process_name(self.stat.as_ref().map(|s| s.comm.as_str()), self.exe.as_deref())
+        process_name(
+            self.stat.as_ref().map(|s| s.comm.as_str()),
+            self.exe.as_deref(),
+        )
     }
 
     /// Whether the process was still there to be read (its image is known).
@@ -322,14 +325,30 @@ mod tests {
 
     #[test]
     fn process_name_is_the_invoked_name_untruncated_when_possible() {
-        assert_eq!(process_name(Some("sh"), Some("/usr/bin/dash")).as_deref(), Some("sh"));
-        assert_eq!(process_name(Some("python3"), Some("/usr/bin/python3.11")).as_deref(), Some("python3.11"));
         assert_eq!(
-            process_name(Some("package_script_"), Some("/System/Library/package_script_service")).as_deref(),
+            process_name(Some("sh"), Some("/usr/bin/dash")).as_deref(),
+            Some("sh")
+        );
+        assert_eq!(
+            process_name(Some("python3"), Some("/usr/bin/python3.11")).as_deref(),
+            Some("python3.11")
+        );
+        assert_eq!(
+            process_name(
+                Some("package_script_"),
+                Some("/System/Library/package_script_service")
+            )
+            .as_deref(),
             Some("package_script_service")
         );
-        assert_eq!(process_name(None, Some("/bin/true")).as_deref(), Some("true"));
-        assert_eq!(process_name(Some("kworker/0:1"), None).as_deref(), Some("kworker/0:1"));
+        assert_eq!(
+            process_name(None, Some("/bin/true")).as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            process_name(Some("kworker/0:1"), None).as_deref(),
+            Some("kworker/0:1")
+        );
         assert_eq!(process_name(None, None), None);
     }
 }
