@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, then every test.
-# Long soak and fuzz runs are opt-in: VIGIL_SOAK=1 scripts/test.sh
+# The whole test suite, as CI runs it: formatting, lints, every test, the
+# shipped rules through the real CLI, the macOS type-check and the Debian
+# package. Long soak and fuzz runs are opt-in: VIGIL_SOAK=1 scripts/test.sh
+# For a quicker local loop: VIGIL_QUICK=1 skips the macOS check and the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,3 +12,8 @@ cargo test --workspace --locked
 # The shipped rules pass their fixtures through the real CLI too.
 cargo run --quiet --locked -p vigil -- rules check
 cargo run --quiet --locked -p vigil -- rules test
+if [ -z "${VIGIL_QUICK:-}" ]; then
+  scripts/check-macos.sh
+  packaging/linux/build-deb.sh --verify
+fi
+echo "test.sh: all checks passed"
