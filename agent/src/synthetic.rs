@@ -222,11 +222,17 @@ impl Synthetic {
                 let child = self.spawn_live(program);
                 let mut p = self.process_of(child);
                 p.parent = Some(Box::new(strip(parent)));
+                let exec = self.base(Category::Process, vec![EventType::Start], "exec", p);
                 if self.live.len() > 400 {
+                    // Keep the live set bounded the way a real host does: a
+                    // process exits (and says so), so trackers can forget it.
                     let victim = self.rng.gen_range(0..self.live.len() - 1);
+                    let mut exit = self.base(Category::Process, vec![EventType::End], "exit", self.process_of(victim));
+                    exit.process.exit_code = Some(0);
+                    self.queue.push_back(exit);
                     self.live.swap_remove(victim);
                 }
-                self.base(Category::Process, vec![EventType::Start], "exec", p)
+                exec
             }
             20..=24 => {
                 let p = self.process_of(idx);
