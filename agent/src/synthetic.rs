@@ -227,7 +227,12 @@ impl Synthetic {
                     // Keep the live set bounded the way a real host does: a
                     // process exits (and says so), so trackers can forget it.
                     let victim = self.rng.gen_range(0..self.live.len() - 1);
-                    let mut exit = self.base(Category::Process, vec![EventType::End], "exit", self.process_of(victim));
+                    let mut exit = self.base(
+                        Category::Process,
+                        vec![EventType::End],
+                        "exit",
+                        self.process_of(victim),
+                    );
                     exit.process.exit_code = Some(0);
                     self.queue.push_back(exit);
                     self.live.swap_remove(victim);

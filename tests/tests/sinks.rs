@@ -210,7 +210,7 @@ fn receiver_down_then_up_gets_every_alert_once_in_order_and_sigkill_loses_nothin
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let state = dir.path().join("state");
-    let first = synthetic(dir.path(), "first.ndjson", 11_500, 42);
+    let first = synthetic(dir.path(), "first.ndjson", 14_000, 42);
     let events1 = fs::read_to_string(&first).unwrap().lines().count() as u64;
 
     // 1. The receiver is down while the alerts are raised.
