@@ -105,6 +105,11 @@ pub enum SourceKind {
     Replay,
     /// macOS: spawn `/usr/bin/eslogger` and read its NDJSON (root, Full Disk Access).
     Eslogger,
+    /// macOS: an in-process Endpoint Security client (root, Full Disk Access,
+    /// the ES client entitlement); the production source for Mac fleets.
+    #[serde(rename = "endpoint_security")]
+    #[value(name = "endpoint-security")]
+    EndpointSecurity,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -340,3 +340,28 @@ fn rules_test_runs_a_directory_of_fixtures_and_shows_diffs() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
+
+#[cfg(not(target_os = "macos"))]
+#[test]
+fn macos_sources_explain_themselves_elsewhere_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (source, needle) in [
+        ("endpoint-security", "only runs on macOS"),
+        ("eslogger", "needs macOS"),
+    ] {
+        let o = vigil()
+            .args([
+                "run",
+                "--spool-size-mb",
+                "4",
+                "--source",
+                source,
+                "--state-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{source}");
+        assert!(stderr(&o).contains(needle), "{source}: {}", stderr(&o));
+    }
+}

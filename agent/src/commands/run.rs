@@ -163,7 +163,10 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             },
             outputs,
             status_path: Some(cfg.state_dir.join("status.json")),
-            seed_process_table: matches!(cfg.source.kind, SourceKind::Linux | SourceKind::Eslogger),
+            seed_process_table: matches!(
+                cfg.source.kind,
+                SourceKind::Linux | SourceKind::Eslogger | SourceKind::EndpointSecurity
+            ),
         },
         Arc::new(loaded.rules),
         queue_counters,
@@ -198,6 +201,16 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         )?),
         SourceKind::Linux => {
             live_source = Some(match start_linux(&cfg, &host_id, tx.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("vigil: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            });
+            None
+        }
+        SourceKind::EndpointSecurity => {
+            live_source = Some(match start_endpoint_security(&host_id, tx.clone()) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("vigil: {e:#}");
@@ -294,6 +307,27 @@ fn start_eslogger(
         tx,
         stop,
     )?))
+}
+
+/// The in-process Endpoint Security client; it stops when dropped.
+#[cfg(target_os = "macos")]
+fn start_endpoint_security(
+    host_id: &str,
+    tx: crate::pipeline::queue::EventSender,
+) -> Result<SourceGuard> {
+    use crate::sources::macos::{EsSource, EsSourceConfig};
+    let source = EsSource::start(EsSourceConfig::new(host_id), tx)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("starting the Endpoint Security client")?;
+    Ok(Box::new(source))
+}
+
+#[cfg(not(target_os = "macos"))]
+fn start_endpoint_security(
+    _host_id: &str,
+    _tx: crate::pipeline::queue::EventSender,
+) -> Result<SourceGuard> {
+    bail!("source.kind = \"endpoint_security\" only runs on macOS")
 }
 
 #[cfg(not(target_os = "macos"))]
