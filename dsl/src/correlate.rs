@@ -40,6 +40,8 @@ pub struct SequenceStats {
     pub evicted: u64,
     pub expired: u64,
     pub completed: u64,
+    /// Chains whose join-key hashes matched but values differed (dropped).
+    pub hash_collisions: u64,
 }
 
 /// A completed match: the events in order and the join key values.
@@ -84,7 +86,9 @@ impl<'a> SharedEvent<'a> {
     }
 }
 
-type JoinKey = Vec<String>;
+/// The hash of a join key ([`StageSpec::key_hash`]); real values are
+/// compared before a match is reported.
+type JoinKey = u64;
 
 struct Partial {
     id: u64,
@@ -113,8 +117,7 @@ impl LateEvents {
     fn push(&mut self, stage: usize, key: JoinKey, e: Arc<Event>, serial: u64, max: usize) {
         let id = self.next_id;
         self.next_id += 1;
-        self.order
-            .push_back((id, e.timestamp_ns, stage, key.clone()));
+        self.order.push_back((id, e.timestamp_ns, stage, key));
         self.by_key
             .entry((stage, key))
             .or_default()
@@ -156,7 +159,7 @@ impl LateEvents {
         key: &JoinKey,
         fits: impl Fn(u64, &Event) -> bool,
     ) -> Option<(u64, Arc<Event>)> {
-        let slot = (stage, key.clone());
+        let slot = (stage, *key);
         let q = self.by_key.get_mut(&slot)?;
         let pos = q.iter().position(|(_, serial, e)| fits(*serial, e))?;
         let (id, serial, e) = q.remove(pos).expect("position is in range");
@@ -232,7 +235,7 @@ impl SequenceState {
         self.expire(spec, cfg);
         if let Some(until) = &spec.until {
             if until.filter.matches(e) {
-                if let Some(key) = until.key_of(e) {
+                if let Some(key) = until.key_hash(e) {
                     for stage in &mut self.waiting {
                         stage.remove(&key);
                     }
@@ -245,7 +248,9 @@ impl SequenceState {
             if !stage.filter.matches(e) {
                 continue;
             }
-            let Some(key) = stage.key_of(e) else { continue };
+            let Some(key) = stage.key_hash(e) else {
+                continue;
+            };
             if i == 0 {
                 let partial = Partial {
                     id: self.next_id,
@@ -294,7 +299,7 @@ impl SequenceState {
         p.events.push(shared.arc());
         p.last_ts = ts;
         p.last_serial = serial;
-        self.place(spec, cfg, i, key.clone(), p, out);
+        self.place(spec, cfg, i, *key, p, out);
         true
     }
 
@@ -310,18 +315,30 @@ impl SequenceState {
         out: &mut Vec<Match>,
     ) {
         if i == spec.stages.len() - 1 {
-            self.stats.completed += 1;
-            out.push(Match {
-                events: p.events,
-                key,
-            });
+            // Hashes matched all the way; confirm the values themselves.
+            let keys: Vec<Option<Vec<String>>> = spec
+                .stages
+                .iter()
+                .zip(&p.events)
+                .map(|(st, e)| st.key_of(e.as_ref()))
+                .collect();
+            match keys.first() {
+                Some(Some(first)) if keys.iter().all(|k| k.as_ref() == Some(first)) => {
+                    self.stats.completed += 1;
+                    out.push(Match {
+                        events: p.events,
+                        key: first.clone(),
+                    });
+                }
+                _ => self.stats.hash_collisions += 1,
+            }
             return;
         }
         if p.events.len() == 1 {
-            self.order.push_back((p.id, p.first_ts, key.clone()));
+            self.order.push_back((p.id, p.first_ts, key));
         }
         let (first_ts, last_ts, last_serial) = (p.first_ts, p.last_ts, p.last_serial);
-        self.waiting[i].insert(key.clone(), p);
+        self.waiting[i].insert(key, p);
         // A later stage that arrived early (out of order) may now join.
         let held = self.late.take(i + 1, &key, |serial, e| {
             (e.timestamp_ns, serial) > (last_ts, last_serial)
