@@ -425,6 +425,24 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// `vigil run --keep-running --replay EVENTS`: the agent replays the
+    /// file, then stays up so tests can query it.
+    pub fn replaying(events: &Path, spool_mb: u32, config: &Path, state: &Path) -> Agent {
+        let spool_mb = spool_mb.to_string();
+        let events = events.to_str().expect("test paths are UTF-8");
+        Agent::spawn(
+            &[
+                "--keep-running",
+                "--spool-size-mb",
+                &spool_mb,
+                "--replay",
+                events,
+            ],
+            config,
+            state,
+        )
+    }
+
     pub fn spawn(args: &[&str], config: &Path, state: &Path) -> Agent {
         std::fs::create_dir_all(state).unwrap();
         // A file, not a pipe: a long retry log must never block the agent.

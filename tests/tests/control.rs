@@ -194,17 +194,7 @@ fn control_socket_status_context_reload_and_bad_requests() {
     )
     .unwrap();
     let state = dir.path().join("state");
-    let agent = Agent::spawn(
-        &[
-            "--keep-running",
-            "--spool-size-mb",
-            "8",
-            "--replay",
-            events.to_str().unwrap(),
-        ],
-        &cfg,
-        &state,
-    );
+    let agent = Agent::replaying(&events, 8, &cfg, &state);
     let sock = state.join("vigil.sock");
     assert_eq!(
         fs::metadata(&sock).unwrap().permissions().mode() & 0o777,

@@ -214,17 +214,7 @@ fn receiver_down_then_up_gets_every_alert_once_in_order_and_sigkill_loses_nothin
     let events1 = fs::read_to_string(&first).unwrap().lines().count() as u64;
 
     // 1. The receiver is down while the alerts are raised.
-    let agent = Agent::spawn(
-        &[
-            "--keep-running",
-            "--spool-size-mb",
-            "32",
-            "--replay",
-            first.to_str().unwrap(),
-        ],
-        &fault_config(dir.path(), port, 50),
-        &state,
-    );
+    let agent = Agent::replaying(&first, 32, &fault_config(dir.path(), port, 50), &state);
     let st = wait_idle(&agent, events1);
     let n = st["alerts"].as_u64().unwrap();
     assert!(n >= 1000, "only {n} alerts: plant more chains");
@@ -267,17 +257,7 @@ fn receiver_down_then_up_gets_every_alert_once_in_order_and_sigkill_loses_nothin
     rx.set_delay(60);
     let second = synthetic(dir.path(), "second.ndjson", 4_000, 7);
     let events2 = fs::read_to_string(&second).unwrap().lines().count() as u64;
-    let agent = Agent::spawn(
-        &[
-            "--keep-running",
-            "--spool-size-mb",
-            "32",
-            "--replay",
-            second.to_str().unwrap(),
-        ],
-        &fault_config(dir.path(), port, 10),
-        &state,
-    );
+    let agent = Agent::replaying(&second, 32, &fault_config(dir.path(), port, 10), &state);
     let before = rx.with(|g| g.es_docs.len());
     assert!(
         wait_until(Duration::from_secs(60), || rx.with(|g| g.es_docs.len())
@@ -389,17 +369,7 @@ retry_min_ms = 50
     )
     .unwrap();
     let state = dir.path().join("state");
-    let agent = Agent::spawn(
-        &[
-            "--keep-running",
-            "--spool-size-mb",
-            "8",
-            "--replay",
-            events.to_str().unwrap(),
-        ],
-        &cfg,
-        &state,
-    );
+    let agent = Agent::replaying(&events, 8, &cfg, &state);
     let mut st = Value::Null;
     let settled = wait_until(Duration::from_secs(30), || {
         st = agent.status();

@@ -59,17 +59,7 @@ retry_min_ms = 50
     )
     .unwrap();
     let state = dir.path().join("state");
-    let agent = Agent::spawn(
-        &[
-            "--keep-running",
-            "--spool-size-mb",
-            "8",
-            "--replay",
-            events.to_str().unwrap(),
-        ],
-        &cfg,
-        &state,
-    );
+    let agent = Agent::replaying(&events, 8, &cfg, &state);
     let expected = |n: usize| {
         move |rs: &Rsyslog| rs.lines("tcp.log").len() >= n && rs.lines("tls.log").len() >= n
     };
