@@ -28,6 +28,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Search the spooled history with a query or a rule.
     Hunt(HuntArgs),
+    /// Ask every agent of the fleet over NATS: hunts, context, status.
+    Fleet(FleetArgs),
     /// Check, test and list rules.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -45,6 +47,9 @@ pub struct SyntheticArgs {
     pub events: u64,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// `host.id` of the events (default: a fixed UUID).
+    #[arg(long)]
+    pub host_id: Option<String>,
     /// Plant the installer attack chain (and a near miss) every N events; 0 = never.
     #[arg(long, default_value_t = 0)]
     pub plant_every: u64,
@@ -259,4 +264,82 @@ pub struct StatusArgs {
     pub state_dir: PathBuf,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FleetArgs {
+    #[command(subcommand)]
+    pub command: FleetCommand,
+    /// Take `[nats]` and `[fleet]` from this agent configuration.
+    #[arg(long, short, global = true)]
+    pub config: Option<PathBuf>,
+    /// NATS server URL (repeatable); overrides the configuration's.
+    #[arg(long = "url", global = true)]
+    pub urls: Vec<String>,
+    #[arg(long, global = true)]
+    pub user: Option<String>,
+    /// Environment variable holding the password.
+    #[arg(long, global = true)]
+    pub password_env: Option<String>,
+    /// A NATS `.creds` file.
+    #[arg(long, global = true)]
+    pub creds: Option<PathBuf>,
+    /// A file holding an nkey seed.
+    #[arg(long, global = true)]
+    pub nkey_seed_file: Option<PathBuf>,
+    /// CA certificates (PEM) for the server's TLS certificate.
+    #[arg(long, global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// How long to wait for answers.
+    #[arg(long, global = true, default_value = "10s")]
+    pub timeout: String,
+    /// Print answers as NDJSON (default: a table on a terminal).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FleetCommand {
+    /// Hunt every host's spool; results carry the answering host.
+    Hunt {
+        /// The query (same language as rules).
+        query: String,
+        /// Start: a duration back from now (1h) or RFC 3339.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many results per host.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Context of an alert or process entity id from the host that has it.
+    Context {
+        id: String,
+        /// The host to ask (default: every host; those that know the id answer).
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long, default_value = "5m")]
+        window: String,
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+    },
+    /// Counters of every agent.
+    Status {
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// The hosts registered in the fleet and when each was last seen.
+    Hosts,
+    /// The latest alerts in the fleet's JetStream stream.
+    Alerts {
+        #[arg(long, default_value = "VIGIL_ALERTS")]
+        stream: String,
+        /// How many of the newest alerts.
+        #[arg(long, default_value_t = 1000)]
+        last: u64,
+    },
 }

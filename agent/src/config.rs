@@ -22,6 +22,10 @@ pub struct Config {
     pub outbox: OutboxSection,
     pub alerts: AlertsSection,
     pub control: ControlSection,
+    /// NATS servers, for `kind = "nats"` sinks and fleet requests.
+    pub nats: crate::nats::NatsSection,
+    /// Answer fleet requests (status, context, hunt) over NATS.
+    pub fleet: crate::fleet::FleetSection,
     /// Alert sinks (`[[sinks]]`), fed through the durable outbox.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sinks: Vec<crate::sinks::SinkConfig>,
@@ -153,6 +157,8 @@ impl Default for Config {
             outbox: OutboxSection::default(),
             alerts: AlertsSection::default(),
             control: ControlSection::default(),
+            nats: Default::default(),
+            fleet: Default::default(),
             sinks: Vec::new(),
         }
     }
@@ -334,6 +340,23 @@ impl Config {
             errs.push("alerts.window_max_events must be at most 10000".into());
         }
         errs.extend(crate::sinks::validate_all(&self.sinks));
+        errs.extend(self.nats.validate());
+        errs.extend(self.fleet.validate());
+        let wants_nats = self.fleet.enabled
+            || self
+                .sinks
+                .iter()
+                .any(|s| s.kind == crate::sinks::SinkKind::Nats);
+        if wants_nats && !self.nats.is_configured() {
+            errs.push(
+                "nats.urls is empty, but fleet.enabled or a kind = \"nats\" sink needs it".into(),
+            );
+        }
+        if self.fleet.enabled && !self.control.enabled {
+            errs.push(
+                "fleet.enabled needs control.enabled (fleet status and context use it)".into(),
+            );
+        }
         errs
     }
 

@@ -79,8 +79,33 @@ struct Server {
 
 pub struct ControlServer {
     path: PathBuf,
+    server: Arc<Server>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Answers control requests without the socket: the fleet responder
+/// serves `status` and `context` over NATS through it.
+#[derive(Clone)]
+pub struct ControlHandler(Arc<Server>);
+
+impl ControlHandler {
+    /// One request object in, one answer object out (as on the socket).
+    pub fn handle(&self, req: &Value) -> Value {
+        answer(self.0.handle(req.to_string().as_bytes()))
+    }
+
+    /// Seals the pipeline's open spool batch, so a reader opened next sees
+    /// every event received so far. False if the pipeline did not answer.
+    pub fn flush_spool(&self) -> bool {
+        self.0
+            .ask(|reply| ControlRequest::Lookup {
+                alert_id: None,
+                entity_ids: Vec::new(),
+                reply,
+            })
+            .is_ok()
+    }
 }
 
 /// Another agent answers on the socket: this one must not start.
@@ -146,11 +171,13 @@ impl ControlServer {
             connections: AtomicUsize::new(0),
         });
         let stop2 = Arc::clone(&stop);
+        let server2 = Arc::clone(&server);
         let thread = std::thread::Builder::new()
             .name("control".into())
-            .spawn(move || accept_loop(listener, server, stop2))?;
+            .spawn(move || accept_loop(listener, server2, stop2))?;
         Ok(ControlServer {
             path,
+            server,
             stop,
             thread: Some(thread),
         })
@@ -158,6 +185,10 @@ impl ControlServer {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn handler(&self) -> ControlHandler {
+        ControlHandler(Arc::clone(&self.server))
     }
 }
 

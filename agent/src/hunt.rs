@@ -78,8 +78,9 @@ struct BlockResult {
     error: Option<SpoolError>,
 }
 
-/// Progress callback: (blocks done, blocks total, events scanned).
-pub type Progress<'a> = &'a mut dyn FnMut(usize, usize, u64);
+/// Progress callback: (blocks done, blocks total, events scanned); called
+/// after each block, it may stop the hunt (cancelled, out of time).
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize, u64) -> ControlFlow<()>;
 
 /// Scans `reader` for events in `range` that pass `prefilter`, calling
 /// `emit` in spool order (oldest block first). `emit` may stop the hunt.
@@ -147,7 +148,10 @@ pub fn scan(
                         break 'recv;
                     }
                 }
-                progress(want, blocks.len(), report.events_scanned);
+                if progress(want, blocks.len(), report.events_scanned).is_break() {
+                    stop.store(true, Ordering::Relaxed);
+                    break 'recv;
+                }
             }
         }
         stop.store(true, Ordering::Relaxed);

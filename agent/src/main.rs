@@ -11,11 +11,16 @@ use vigil::{cli, commands};
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    // The agent logs its life; client commands only what went wrong.
+    let default_level = match args.command {
+        cli::Command::Run(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
     match commands::run(args) {

@@ -142,7 +142,8 @@ impl Synthetic {
         } else {
             self.next_pid + 1
         };
-        let entity_id = format!("{}-{pid}-{}", &self.cfg.host_id[..8], self.now / 1_000_000);
+        let short: String = self.cfg.host_id.chars().take(8).collect();
+        let entity_id = format!("{short}-{pid}-{}", self.now / 1_000_000);
         self.live.push(Live {
             pid,
             entity_id,

@@ -278,7 +278,7 @@ fn hunts_and_time_ranges_see_the_same_events_as_a_plain_filter() {
                     got.push(e);
                     ControlFlow::Continue(())
                 },
-                &mut |_, _, _| {},
+                &mut |_, _, _| ControlFlow::Continue(()),
             );
             let want: Vec<Event> = input
                 .iter()
@@ -337,7 +337,7 @@ fn spools_of_version_one_records_stay_readable() {
             got.push(e);
             ControlFlow::Continue(())
         },
-        &mut |_, _, _| {},
+        &mut |_, _, _| ControlFlow::Continue(()),
     );
     let CompiledQuery::Event(f) = &q else {
         unreachable!()

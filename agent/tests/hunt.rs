@@ -74,7 +74,7 @@ proptest! {
         let report = scan(&reader, range, &Prefilter::for_query(&compiled), threads, &mut |e| {
             got.push(e);
             ControlFlow::Continue(())
-        }, &mut |_, _, _| {});
+        }, &mut |_, _, _| ControlFlow::Continue(()));
         prop_assert_eq!(report.corrupt_blocks + report.overwritten_blocks, 0);
         prop_assert_eq!(got.len(), expected.len());
         for (g, x) in got.iter().zip(&expected) {
@@ -151,7 +151,7 @@ fn hunting_while_the_writer_wraps_returns_only_whole_events() {
                 returned += 1;
                 ControlFlow::Continue(())
             },
-            &mut |_, _, _| {},
+            &mut |_, _, _| ControlFlow::Continue(()),
         );
         assert_eq!(report.bad_records, 0);
         skipped += report.overwritten_blocks + report.corrupt_blocks;

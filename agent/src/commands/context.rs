@@ -198,7 +198,7 @@ fn print_entity(e: &Value) {
     }
 }
 
-fn print_context(r: &Value) {
+pub(crate) fn print_context(r: &Value) {
     if let Some(a) = r.get("alert").filter(|a| !a.is_null()) {
         println!(
             "alert {}  {} ({})  at {}",

@@ -126,6 +126,7 @@ pub fn run(a: HuntArgs) -> Result<ExitCode> {
             let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-6);
             b.set_message(format!("{events} events, {:.1}M events/s", rate / 1e6));
         }
+        ControlFlow::Continue(())
     };
 
     let stdout = std::io::stdout();
@@ -204,7 +205,7 @@ fn report_damage(r: &HuntReport) {
 }
 
 /// A sequence query becomes a one-rule set so it shares the correlator.
-fn single_rule_set(query: &str) -> Result<Arc<RuleSet>> {
+pub(crate) fn single_rule_set(query: &str) -> Result<Arc<RuleSet>> {
     let text = format!(
         "rule(#{{ id: \"hunt\", name: \"hunt\", query: {} }});",
         serde_json::to_string(query)?

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the process exit code.
 
 mod context;
+mod fleet;
 pub(crate) mod hunt;
 mod replay;
 mod rules;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Context(a) => context::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Hunt(a) => hunt::run(a),
+        Command::Fleet(a) => fleet::run(a),
         Command::Rules(c) => rules::run(c),
         Command::Spool(c) => spool::run(c),
         Command::Synthetic(a) => synthetic(a),
@@ -34,6 +36,9 @@ fn synthetic(a: crate::cli::SyntheticArgs) -> Result<ExitCode> {
     let gen = crate::synthetic::Synthetic::new(crate::synthetic::SyntheticConfig {
         seed: a.seed,
         plant_every: a.plant_every,
+        host_id: a
+            .host_id
+            .unwrap_or_else(|| crate::synthetic::SyntheticConfig::default().host_id),
         ..Default::default()
     });
     let stdout = std::io::stdout();

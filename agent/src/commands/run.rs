@@ -136,6 +136,22 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    let fleet = match (&control, cfg.fleet.enabled) {
+        (Some(c), true) => Some(crate::fleet::responder::FleetResponder::start(
+            crate::fleet::responder::ResponderConfig {
+                fleet: cfg.fleet.clone(),
+                nats: cfg.nats.clone(),
+                host_id: host_id.clone(),
+                spool: cfg.spool.enabled.then(|| cfg.spool.path.clone()),
+                control: c.handler(),
+            },
+        )),
+        (None, true) => {
+            tracing::error!("fleet requests disabled: the control socket did not start");
+            None
+        }
+        _ => None,
+    };
 
     let (tx, rx, queue_counters) = event_queue(cfg.queue.capacity);
     let stop = Arc::new(AtomicBool::new(false));
@@ -252,6 +268,8 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         }
     }
     stop.store(true, Ordering::Relaxed);
+    // Fleet requests need the pipeline: stop answering them first.
+    drop(fleet);
     // Stop the kernel sources first so the pipeline drains a closed stream.
     drop(live_source);
     drop(keep_open);
@@ -379,7 +397,7 @@ fn open_sinks(cfg: &Config) -> Result<(Outbox, BuiltSinks), Vec<String>> {
     let mut errs = Vec::new();
     let mut built = Vec::new();
     for s in &cfg.sinks {
-        match crate::sinks::build(s) {
+        match crate::sinks::build(s, &cfg.nats) {
             Ok(b) => built.push((s.clone(), b)),
             Err(e) => errs.push(e),
         }

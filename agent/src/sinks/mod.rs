@@ -7,6 +7,7 @@
 
 mod file;
 mod http;
+mod nats;
 mod syslog;
 mod tls;
 
@@ -22,6 +23,7 @@ use crate::outbox::{Outbox, OutboxReader, OutboxRecord};
 
 pub use file::FileSink;
 pub use http::HttpSink;
+pub use nats::{subject_for as nats_subject_for, NatsSink};
 pub use syslog::{format_rfc5424, SyslogSink};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +32,8 @@ pub enum SinkKind {
     File,
     Syslog,
     Http,
+    /// NATS JetStream (connection settings from `[nats]`).
+    Nats,
 }
 
 impl SinkKind {
@@ -38,6 +42,7 @@ impl SinkKind {
             SinkKind::File => "file",
             SinkKind::Syslog => "syslog",
             SinkKind::Http => "http",
+            SinkKind::Nats => "nats",
         }
     }
 }
@@ -101,6 +106,19 @@ pub struct SinkConfig {
     /// Splunk sourcetype.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sourcetype: Option<String>,
+    // nats
+    /// JetStream stream name (default `VIGIL_ALERTS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Alerts go to `<subject_prefix>.<host>.<severity>` (default `vigil.alerts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_prefix: Option<String>,
+    /// Create the stream (subjects `<subject_prefix>.>`) if it is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_stream: Option<bool>,
+    /// De-duplication window of a stream this sink creates (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_window_s: Option<u64>,
     // TLS (syslog with tls = true, https URLs)
     /// PEM file of the CA certificates to trust instead of the public roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +219,10 @@ impl SinkConfig {
         k(self.sourcetype.is_some(), "sourcetype");
         k(self.ca_file.is_some(), "ca_file");
         k(self.server_name.is_some(), "server_name");
+        k(self.stream.is_some(), "stream");
+        k(self.subject_prefix.is_some(), "subject_prefix");
+        k(self.create_stream.is_some(), "create_stream");
+        k(self.duplicate_window_s.is_some(), "duplicate_window_s");
         v
     }
 
@@ -237,6 +259,12 @@ impl SinkConfig {
                 "index",
                 "sourcetype",
                 "ca_file",
+            ],
+            SinkKind::Nats => &[
+                "stream",
+                "subject_prefix",
+                "create_stream",
+                "duplicate_window_s",
             ],
         };
         for key in self.set_keys() {
@@ -339,6 +367,36 @@ impl SinkConfig {
                     }
                 }
             }
+            SinkKind::Nats => {
+                if let Some(st) = &self.stream {
+                    if st.is_empty()
+                        || st.len() > 64
+                        || !st
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
+                        err("stream must be 1-64 characters of A-Z a-z 0-9 - _".into());
+                    }
+                }
+                if let Some(p) = &self.subject_prefix {
+                    let bad_token = p.split('.').any(|t| {
+                        t.is_empty()
+                            || t.contains(['*', '>'])
+                            || t.chars().any(|c| c.is_whitespace() || c.is_control())
+                    });
+                    if bad_token {
+                        err(format!(
+                            "subject_prefix {p:?} must be dot-separated tokens without spaces or wildcards"
+                        ));
+                    }
+                }
+                if self
+                    .duplicate_window_s
+                    .is_some_and(|d| !(1..=86_400).contains(&d))
+                {
+                    err("duplicate_window_s must be between 1 and 86400".into());
+                }
+            }
         }
         if let Some(ca) = &self.ca_file {
             if !ca.is_file() {
@@ -436,13 +494,15 @@ pub trait Sink: Send {
     fn deliver(&mut self, batch: &[OutboxRecord]) -> Result<Delivered, DeliveryError>;
 }
 
-/// Builds the sink a config describes (reads CA files, resolves secrets).
-pub fn build(cfg: &SinkConfig) -> Result<Box<dyn Sink>, String> {
+/// Builds the sink a config describes (reads CA files, resolves secrets);
+/// `nats` sinks connect with the `[nats]` settings.
+pub fn build(cfg: &SinkConfig, nats: &crate::nats::NatsSection) -> Result<Box<dyn Sink>, String> {
     let at = |e: String| format!("sink {:?}: {e}", cfg.name);
     Ok(match cfg.kind {
         SinkKind::File => Box::new(FileSink::new(cfg).map_err(at)?),
         SinkKind::Syslog => Box::new(SyslogSink::new(cfg).map_err(at)?),
         SinkKind::Http => Box::new(HttpSink::new(cfg).map_err(at)?),
+        SinkKind::Nats => Box::new(NatsSink::new(cfg, nats).map_err(at)?),
     })
 }
 
