@@ -212,7 +212,7 @@ fn main() {
             hits += 1;
             ControlFlow::Continue(())
         },
-        &mut |_, _, _| {},
+        &mut |_, _, _| ControlFlow::Continue(()),
     );
     let secs = t.elapsed().as_secs_f64();
     row(
@@ -240,7 +240,7 @@ fn main() {
         &pre,
         threads,
         &mut |_| ControlFlow::Continue(()),
-        &mut |_, _, _| {},
+        &mut |_, _, _| ControlFlow::Continue(()),
     );
     row(
         "hunt: last 1% of time range (ms)",
