@@ -6,7 +6,8 @@ set -euo pipefail
 need_apt=()
 # rsyslog + rsyslog-gnutls + openssl: the real syslog receiver of the sink tests
 # (scripts/rsyslog-test.sh runs a private instance; the system one is not used).
-for pkg in build-essential pkg-config zstd ripgrep jq python3-pip rsyslog rsyslog-gnutls openssl; do
+# nats-server: the real NATS/JetStream server of the fleet tests (tests/tests/fleet.rs).
+for pkg in build-essential pkg-config zstd ripgrep jq python3-pip rsyslog rsyslog-gnutls openssl nats-server; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -549,3 +549,122 @@ pub fn positive_fixtures(dir: &Path) -> PathBuf {
 pub fn alerts_in(path: &Path) -> Vec<Value> {
     crate::ndjson(&std::fs::read_to_string(path).unwrap_or_default())
 }
+
+/// A real nats-server with JetStream (Debian package `nats-server`) on a
+/// free loopback port, with three users: `agent` (publishes alerts,
+/// answers requests), `analyst` (sends fleet requests) and `intruder`
+/// (may not send fleet requests). Its store survives `restart`.
+pub struct NatsServer {
+    pub dir: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+pub const NATS_AGENT: (&str, &str) = ("agent", "agent-secret");
+pub const NATS_ANALYST: (&str, &str) = ("analyst", "analyst-secret");
+pub const NATS_INTRUDER: (&str, &str) = ("intruder", "intruder-secret");
+
+impl NatsServer {
+    /// Starts the server; panics with the fix if it is not installed.
+    pub fn start(dir: &Path) -> NatsServer {
+        assert!(
+            Path::new("/usr/bin/nats-server").exists() || Path::new("/usr/sbin/nats-server").exists(),
+            "nats-server is not installed: run scripts/setup.sh (it installs Debian's nats-server); \
+             the fleet test needs a real server and does not skip"
+        );
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let conf = dir.join("nats-server.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"listen: "127.0.0.1:{port}"
+server_name: vigil_test
+jetstream {{ store_dir: "{store}" }}
+authorization {{
+  users = [
+    {{ user: "{au}", password: "{ap}", permissions: {{
+        publish: ["vigil.alerts.>", "vigil.hosts.*", "$JS.API.>", "_INBOX.>"],
+        subscribe: ["vigil.req.>", "vigil.cancel.*", "_INBOX.>"] }} }}
+    {{ user: "{nu}", password: "{np}", permissions: {{
+        publish: ["vigil.req.>", "vigil.cancel.*", "$JS.API.>"],
+        subscribe: ["_INBOX.>"] }} }}
+    {{ user: "{iu}", password: "{ip}", permissions: {{
+        publish: ["$JS.API.>"],
+        subscribe: ["_INBOX.>"] }} }}
+  ]
+}}
+"#,
+                store = dir.join("js").display(),
+                au = NATS_AGENT.0,
+                ap = NATS_AGENT.1,
+                nu = NATS_ANALYST.0,
+                np = NATS_ANALYST.1,
+                iu = NATS_INTRUDER.0,
+                ip = NATS_INTRUDER.1,
+            ),
+        )
+        .unwrap();
+        let mut s = NatsServer {
+            dir: dir.to_path_buf(),
+            port,
+            child: None,
+        };
+        s.up();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn up(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("nats-server.log"))
+            .unwrap();
+        let bin = if Path::new("/usr/bin/nats-server").exists() {
+            "/usr/bin/nats-server"
+        } else {
+            "/usr/sbin/nats-server"
+        };
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(self.dir.join("nats-server.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting nats-server");
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            }),
+            "nats-server did not start; see {}",
+            self.dir.join("nats-server.log").display()
+        );
+    }
+
+    /// SIGKILL: the server dies as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.up();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

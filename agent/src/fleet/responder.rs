@@ -57,7 +57,9 @@ impl Drop for FleetResponder {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
-            let _ = runtime().block_on(tokio::time::timeout(Duration::from_secs(3), task));
+            // The timer must be made inside the runtime.
+            let _ = runtime()
+                .block_on(async { tokio::time::timeout(Duration::from_secs(3), task).await });
         }
     }
 }
