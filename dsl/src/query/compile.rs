@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::ast::{self, CmpOp, Expr, MatchOp, Operand, Query};
 use super::fields::{self, EventFields, FieldId, FieldKind, FieldValue};
-use super::matchers::{CiSet, Cidr, LiteralKind, Pattern, StrTest};
+use super::matchers::{CiSet, Cidr, LiteralKind, Pattern, PatternSet, StrTest};
 use super::QueryError;
 use crate::event::{Category, EventType};
 
@@ -724,11 +724,11 @@ fn compile_match(
             if insensitive && pats.iter().all(|(p, _)| !p.contains(['*', '?'])) {
                 StrTest::ExactCi(CiSet::new(pats.iter().map(|(p, _)| p.to_string())))
             } else {
-                StrTest::Patterns(
+                StrTest::Patterns(PatternSet::new(
                     pats.iter()
                         .map(|(p, _)| Pattern::wildcard(p, insensitive))
                         .collect(),
-                )
+                ))
             }
         }
         MatchOp::Regex { insensitive } => {
@@ -784,12 +784,12 @@ fn compile_call(name: &str, args: &[Operand], offset: usize) -> Result<Node, Que
         }
     };
     let literal = |kind| -> Result<StrTest, QueryError> {
-        Ok(StrTest::Patterns(
+        Ok(StrTest::Patterns(PatternSet::new(
             string_literals(rest)?
                 .into_iter()
                 .map(|(s, _)| Pattern::literal(kind, s, insensitive))
                 .collect(),
-        ))
+        )))
     };
     let test = match base {
         "cidrmatch" => {
@@ -811,12 +811,12 @@ fn compile_call(name: &str, args: &[Operand], offset: usize) -> Result<Node, Que
         "startswith" => literal(LiteralKind::Prefix)?,
         "endswith" => literal(LiteralKind::Suffix)?,
         "stringcontains" => literal(LiteralKind::Contains)?,
-        "wildcard" => StrTest::Patterns(
+        "wildcard" => StrTest::Patterns(PatternSet::new(
             string_literals(rest)?
                 .into_iter()
                 .map(|(s, _)| Pattern::wildcard(s, true))
                 .collect(),
-        ),
+        )),
         _ => {
             return Err(QueryError::new(
                 offset,

@@ -12,7 +12,7 @@ pub enum StrTest {
     /// Exact, case-insensitive (`in~`, `:` without wildcards).
     ExactCi(CiSet),
     /// Any of several patterns (`:`, `like`, `like~`, the string functions).
-    Patterns(Vec<Pattern>),
+    Patterns(PatternSet),
     Regex(regex::Regex),
 }
 
@@ -21,7 +21,7 @@ impl StrTest {
         match self {
             StrTest::Exact(values) => values.iter().any(|x| x == v),
             StrTest::ExactCi(set) => set.contains(v),
-            StrTest::Patterns(ps) => ps.iter().any(|p| p.matches(v)),
+            StrTest::Patterns(ps) => ps.matches(v),
             StrTest::Regex(re) => re.is_match(v),
         }
     }
@@ -58,6 +58,123 @@ fn eq_ci(lower: &str, v: &str) -> bool {
     } else {
         lower == v.to_lowercase()
     }
+}
+
+/// A list of patterns, any of which may match. ASCII text (nearly all of
+/// it) is tested against the cheap shapes one by one and against a single
+/// regex for all the substring and glob patterns, so a long list such as
+/// `process.command_line : ("*curl *", "*wget *", ...)` is one linear scan
+/// instead of one scan per pattern; other text takes the general path.
+#[derive(Debug, Clone)]
+pub struct PatternSet {
+    patterns: Vec<Pattern>,
+    /// Set when every pattern is ASCII and they share one case rule.
+    ascii: Option<AsciiSet>,
+}
+
+#[derive(Debug, Clone)]
+struct AsciiSet {
+    /// A pattern that matches anything (`*`): always true.
+    any: bool,
+    /// Exact, prefix and suffix shapes: a length check and a compare each.
+    simple: Vec<Pattern>,
+    insensitive: bool,
+    /// The substring and glob shapes as one byte regex.
+    complex: Option<regex::bytes::Regex>,
+}
+
+impl PatternSet {
+    pub fn new(patterns: Vec<Pattern>) -> PatternSet {
+        let ascii = AsciiSet::build(&patterns);
+        PatternSet { patterns, ascii }
+    }
+
+    pub fn patterns(&self) -> &[Pattern] {
+        &self.patterns
+    }
+
+    pub fn matches(&self, v: &str) -> bool {
+        match &self.ascii {
+            Some(set) if v.is_ascii() => set.matches(v.as_bytes()),
+            _ => self.patterns.iter().any(|p| p.matches(v)),
+        }
+    }
+}
+
+impl AsciiSet {
+    fn build(patterns: &[Pattern]) -> Option<AsciiSet> {
+        let insensitive = patterns.first().is_some_and(|p| p.insensitive);
+        if patterns
+            .iter()
+            .any(|p| p.insensitive != insensitive || !p.pattern_is_ascii())
+        {
+            return None;
+        }
+        let mut set = AsciiSet {
+            any: false,
+            simple: Vec::new(),
+            insensitive,
+            complex: None,
+        };
+        let mut alternatives = Vec::new();
+        for p in patterns {
+            match &p.shape {
+                Shape::Exact(_) | Shape::Prefix(_) | Shape::Suffix(_) => set.simple.push(p.clone()),
+                Shape::Contains(s) if s.is_empty() => set.any = true,
+                Shape::Contains(s) => alternatives.push(regex::escape(s)),
+                Shape::Glob(chars, _) => alternatives.push(glob_regex(chars)),
+            }
+        }
+        if !alternatives.is_empty() {
+            // `s`: `.` matches any byte, as `*` and `?` do on ASCII text.
+            let flags = if insensitive { "(?s-u:(?i)" } else { "(?s-u:" };
+            let re =
+                regex::bytes::RegexBuilder::new(&format!("{flags}{})", alternatives.join("|")))
+                    .size_limit(1 << 20)
+                    .build()
+                    .ok()?;
+            set.complex = Some(re);
+        }
+        Some(set)
+    }
+
+    fn matches(&self, v: &[u8]) -> bool {
+        self.any
+            || self
+                .simple
+                .iter()
+                .any(|p| p.matches_bytes(v, self.insensitive))
+            || self.complex.as_ref().is_some_and(|re| re.is_match(v))
+    }
+}
+
+/// An ASCII glob as an unanchored regex alternative: leading and trailing
+/// `*` drop the anchor on their side, `*` is `.*` and `?` is `.`.
+fn glob_regex(chars: &[char]) -> String {
+    let start = chars.iter().take_while(|&&c| c == '*').count();
+    let end = chars.len()
+        - chars[start..]
+            .iter()
+            .rev()
+            .take_while(|&&c| c == '*')
+            .count();
+    let mut re = String::from("(?:");
+    if start == 0 {
+        re.push_str(r"\A");
+    }
+    let mut buf = [0u8; 4];
+    for &c in &chars[start..end] {
+        match c {
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            c => re.push_str(&regex::escape(c.encode_utf8(&mut buf))),
+        }
+    }
+    if end == chars.len() {
+        re.push_str(r"\z");
+    }
+    re.push(')');
+    re
 }
 
 /// One wildcard pattern (`*` any run, `?` one character), classified so the
@@ -137,6 +254,14 @@ impl Pattern {
 
     /// `ascii_ci`: compare ignoring ASCII case (pattern is lower-case).
     fn matches_exact_case(&self, v: &str, ascii_ci: bool) -> bool {
+        match &self.shape {
+            Shape::Glob(chars, bytes) => glob_match(chars, bytes.as_deref(), v, ascii_ci),
+            _ => self.matches_bytes(v.as_bytes(), ascii_ci),
+        }
+    }
+
+    /// The non-glob shapes on raw bytes.
+    fn matches_bytes(&self, vb: &[u8], ascii_ci: bool) -> bool {
         let eq = |a: &[u8], b: &[u8]| {
             if ascii_ci {
                 a.eq_ignore_ascii_case(b)
@@ -144,13 +269,12 @@ impl Pattern {
                 a == b
             }
         };
-        let vb = v.as_bytes();
         match &self.shape {
             Shape::Exact(p) => p.len() == vb.len() && eq(p.as_bytes(), vb),
             Shape::Prefix(p) => vb.len() >= p.len() && eq(&vb[..p.len()], p.as_bytes()),
             Shape::Suffix(p) => vb.len() >= p.len() && eq(&vb[vb.len() - p.len()..], p.as_bytes()),
             Shape::Contains(p) => p.is_empty() || vb.windows(p.len()).any(|w| eq(w, p.as_bytes())),
-            Shape::Glob(chars, bytes) => glob_match(chars, bytes.as_deref(), v, ascii_ci),
+            Shape::Glob(..) => unreachable!("globs are matched as text"),
         }
     }
 }
@@ -290,6 +414,85 @@ mod tests {
         assert!(Pattern::wildcard("bash", true).matches("BASH"));
         assert!(Pattern::wildcard("*", true).matches(""));
         assert!(Pattern::wildcard("É*", true).matches("élan"));
+    }
+
+    #[test]
+    fn pattern_set_agrees_with_its_patterns_one_by_one() {
+        let pats = [
+            "*curl *",
+            "*python* -c*",
+            "/Users/*/Downloads/*",
+            "*/.*",
+            "tcl?h",
+            "?",
+            "*?*",
+            "a*b?c",
+            "bash",
+            "python3*",
+            "*.SH",
+            "*",
+            "x.y",
+            "*[a]+(b)*",
+            "",
+        ];
+        let texts = [
+            "",
+            "a",
+            "curl x",
+            "/usr/bin/CURL -s",
+            "python3 -c 'x'",
+            "/Users/bob/Downloads/a.pkg",
+            "/Users/bob/Documents/a.pkg",
+            "/tmp/.hidden",
+            "tclsh",
+            "TCLXH",
+            "aXXbYc",
+            "ab c",
+            "Bash",
+            "run.sh",
+            "xzy",
+            "x.y",
+            "q[a]+(b)q",
+            "élan curl x",
+        ];
+        for insensitive in [true, false] {
+            let all: Vec<Pattern> = pats
+                .iter()
+                .map(|p| Pattern::wildcard(p, insensitive))
+                .collect();
+            for n in 1..=all.len() {
+                for start in 0..all.len() + 1 - n {
+                    let some = &all[start..start + n];
+                    let set = PatternSet::new(some.to_vec());
+                    for t in texts {
+                        assert_eq!(
+                            set.matches(t),
+                            some.iter().any(|p| p.matches(t)),
+                            "{:?} on {t:?} (insensitive: {insensitive})",
+                            &pats[start..start + n]
+                        );
+                    }
+                }
+            }
+        }
+        for kind in [
+            LiteralKind::Prefix,
+            LiteralKind::Suffix,
+            LiteralKind::Contains,
+        ] {
+            for insensitive in [true, false] {
+                let ps: Vec<Pattern> = ["Sh", "a.b", ""]
+                    .iter()
+                    .map(|s| Pattern::literal(kind, s, insensitive))
+                    .collect();
+                for n in 1..=ps.len() {
+                    let set = PatternSet::new(ps[..n].to_vec());
+                    for t in ["bash", "BASH", "sha", "xa.bx", "axb", ""] {
+                        assert_eq!(set.matches(t), ps[..n].iter().any(|p| p.matches(t)));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

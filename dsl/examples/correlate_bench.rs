@@ -1,0 +1,103 @@
+//! Correlator throughput on a recorded event stream, for profiling without
+//! the agent crate (same rule sets as the agent's `throughput` bench).
+//!
+//! ```sh
+//! vigil synthetic --events 1000000 --plant-every 10000 > events.ndjson
+//! cargo run --release -p vigil-dsl --example correlate_bench -- events.ndjson [N] [shipped|hundred|both]
+//! ```
+//!
+//! An NDJSON input is cached next to itself as `<file>.bin` (bincode) so
+//! later runs load quickly. Prints events/s, the alert count and a digest of
+//! every alert (its JSON), so a change that alters results shows up.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::io::BufReader;
+use std::sync::Arc;
+use std::time::Instant;
+
+use vigil_dsl::correlate::CorrelatorConfig;
+use vigil_dsl::ecs::EcsReader;
+use vigil_dsl::rules::{load_rules, Correlator, Origin, RuleFile, RuleSet};
+use vigil_dsl::shipped::shipped_rule_files;
+use vigil_dsl::Event;
+
+fn load_events(path: &str, limit: usize) -> Vec<Event> {
+    let cfg = bincode::config::standard();
+    let bin = if path.ends_with(".bin") {
+        path.to_string()
+    } else {
+        format!("{path}.bin")
+    };
+    if let Ok(bytes) = std::fs::read(&bin) {
+        let (events, _): (Vec<Event>, usize) =
+            bincode::decode_from_slice(&bytes, cfg).expect("decode cache");
+        return events.into_iter().take(limit).collect();
+    }
+    let file = std::fs::File::open(path).expect("open events");
+    let events: Vec<Event> = EcsReader::new(BufReader::new(file))
+        .map(|r| r.expect("valid ECS line"))
+        .collect();
+    std::fs::write(&bin, bincode::encode_to_vec(&events, cfg).expect("encode")).expect("cache");
+    events.into_iter().take(limit).collect()
+}
+
+/// The shipped rules plus variants up to 100, as in the agent bench.
+fn hundred_rules() -> RuleSet {
+    let mut files = shipped_rule_files();
+    let base = load_rules(&files).rules.len();
+    let mut text = String::new();
+    for i in 0..(100 - base) {
+        text.push_str(&format!(
+            "rule(#{{ id: \"variant-{i}\", query: `sequence by host.id with maxspan=30s [process where event.type == \"start\" and process.parent.name : (\"installer{i}\", \"helper{i}*\") and process.name : (\"sh\", \"bash\", \"zsh\")] by process.entity_id [network where process.name : (\"curl\", \"tool{i}\") and not cidrmatch(destination.ip, \"10.0.0.0/8\")] by process.parent.entity_id` }});\n"
+        ));
+    }
+    files.push(RuleFile {
+        path: "variants.rhai".into(),
+        text,
+        origin: Origin::User,
+    });
+    let out = load_rules(&files);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    out.rules
+}
+
+fn run(name: &str, rules: RuleSet, events: &[Event]) {
+    let rules = Arc::new(rules);
+    let mut c = Correlator::new(rules.clone(), CorrelatorConfig::default());
+    let mut alerts = Vec::new();
+    let t = Instant::now();
+    for e in events {
+        c.process(e, &mut alerts);
+    }
+    let rate = events.len() as f64 / t.elapsed().as_secs_f64();
+    let mut h = DefaultHasher::new();
+    for a in &alerts {
+        serde_json::to_string(a).expect("alert json").hash(&mut h);
+    }
+    println!(
+        "{name}: {} rules, {rate:.0} events/s, {} alerts, digest {:016x}",
+        rules.len(),
+        alerts.len(),
+        h.finish()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let path = args
+        .get(1)
+        .expect("usage: correlate_bench EVENTS [N] [which]");
+    let limit = args
+        .get(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX);
+    let which = args.get(3).map_or("both", String::as_str);
+    let events = load_events(path, limit);
+    if which != "hundred" {
+        run("shipped", load_rules(&shipped_rule_files()).rules, &events);
+    }
+    if which != "shipped" {
+        run("hundred", hundred_rules(), &events);
+    }
+}
