@@ -83,6 +83,34 @@ fn run(name: &str, rules: RuleSet, events: &[Event]) {
     );
 }
 
+/// Time of each stage filter alone over the events of its category.
+fn stage_costs(rules: &RuleSet, events: &[Event]) {
+    use vigil_dsl::query::CompiledQuery;
+    for r in rules.rules() {
+        let filters: Vec<_> = match &r.query {
+            CompiledQuery::Event(f) => vec![f],
+            CompiledQuery::Sequence(s) => s
+                .stages
+                .iter()
+                .chain(s.until.iter())
+                .map(|st| &st.filter)
+                .collect(),
+        };
+        for (i, f) in filters.iter().enumerate() {
+            let t = Instant::now();
+            let mut hits = 0usize;
+            for e in events {
+                hits += usize::from(f.matches(e));
+            }
+            println!(
+                "{:<45} stage {i}: {:>7.1} ns/event, {hits} matches",
+                r.meta.id,
+                t.elapsed().as_nanos() as f64 / events.len() as f64
+            );
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let path = args
@@ -94,6 +122,32 @@ fn main() {
         .unwrap_or(usize::MAX);
     let which = args.get(3).map_or("both", String::as_str);
     let events = load_events(path, limit);
+    if which == "touch" {
+        // The memory floor: read the strings rules typically look at.
+        let t = Instant::now();
+        let mut acc = 0usize;
+        let f = |s: &Option<String>| s.as_deref().map_or(0, |s| s.len() + s.as_bytes()[0] as usize);
+        for e in &events {
+            let p = &e.process;
+            acc += f(&e.host.os.os_type) + f(&e.host.id) + f(&p.name) + f(&p.executable);
+            acc += f(&p.command_line) + f(&p.entity_id) + e.event.types.len();
+            if let Some(pp) = &p.parent {
+                acc += f(&pp.name) + f(&pp.executable) + f(&pp.entity_id);
+            }
+            if let Some(file) = &e.file {
+                acc += f(&file.path);
+            }
+        }
+        println!(
+            "touch: {:.0} events/s ({acc})",
+            events.len() as f64 / t.elapsed().as_secs_f64()
+        );
+        return;
+    }
+    if which == "stages" {
+        stage_costs(&load_rules(&shipped_rule_files()).rules, &events);
+        return;
+    }
     if which != "hundred" {
         run("shipped", load_rules(&shipped_rule_files()).rules, &events);
     }

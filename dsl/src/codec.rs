@@ -130,9 +130,23 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>, CodecError> {
 pub fn encode_event_v1_into(event: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
     check_depth(event)?;
     out.push(FORMAT_VERSION_V1);
-    bincode::encode_into_std_write(event, out, encode_config())
-        .map(|_| ())
+    bincode::encode_into_writer(event, VecWriter(out), encode_config())
         .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Appends to a `Vec` without `std::io::Write`'s per-call overhead (the
+/// correlator encodes every event it holds).
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for VecWriter<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        match bytes {
+            [b] => self.0.push(*b),
+            _ => self.0.extend_from_slice(bytes),
+        }
+        Ok(())
+    }
 }
 
 /// A version-1 record.

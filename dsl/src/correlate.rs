@@ -56,6 +56,34 @@ pub struct Match {
 pub struct SharedEvent<'a> {
     borrowed: Option<&'a Event>,
     arc: std::cell::OnceCell<Arc<Event>>,
+    held: std::cell::OnceCell<Held>,
+}
+
+/// A copy of an event that a partial sequence or the reorder buffer keeps.
+/// Nearly all of them expire unused (a public connection waits for an
+/// installer that never comes), so a borrowed event is kept encoded: one
+/// allocation instead of one per string, and one free when it goes. It is
+/// decoded only when a sequence completes.
+#[derive(Clone)]
+enum Held {
+    Event(Arc<Event>),
+    Encoded(Arc<[u8]>),
+}
+
+impl Held {
+    fn into_event(self) -> Arc<Event> {
+        match self {
+            Held::Event(e) => e,
+            Held::Encoded(bytes) => Arc::new(
+                crate::codec::decode_event(&bytes).expect("a held event decodes: encoded here"),
+            ),
+        }
+    }
+}
+
+thread_local! {
+    /// Scratch space for encoding held events.
+    static ENCODE_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl<'a> SharedEvent<'a> {
@@ -63,6 +91,7 @@ impl<'a> SharedEvent<'a> {
         SharedEvent {
             borrowed: Some(e),
             arc: std::cell::OnceCell::new(),
+            held: std::cell::OnceCell::new(),
         }
     }
 
@@ -70,6 +99,7 @@ impl<'a> SharedEvent<'a> {
         SharedEvent {
             borrowed: None,
             arc: std::cell::OnceCell::from(e),
+            held: std::cell::OnceCell::new(),
         }
     }
 
@@ -84,6 +114,27 @@ impl<'a> SharedEvent<'a> {
     pub fn arc(&self) -> Arc<Event> {
         Arc::clone(self.arc.get_or_init(|| Arc::new(self.event().clone())))
     }
+
+    /// The copy for sequence state: the shared `Arc` if there is one
+    /// already, else the event encoded (made on first use).
+    fn held(&self) -> Held {
+        if let Some(arc) = self.arc.get() {
+            return Held::Event(Arc::clone(arc));
+        }
+        self.held
+            .get_or_init(|| {
+                let e = self.event();
+                ENCODE_BUF.with_borrow_mut(|buf| {
+                    buf.clear();
+                    match crate::codec::encode_event_v1_into(e, buf) {
+                        Ok(()) => Held::Encoded(Arc::from(buf.as_slice())),
+                        // Too deep to decode again: copy it as it is.
+                        Err(_) => Held::Event(self.arc()),
+                    }
+                })
+            })
+            .clone()
+    }
 }
 
 /// The hash of a join key ([`StageSpec::key_hash`]); real values are
@@ -92,7 +143,7 @@ type JoinKey = u64;
 
 struct Partial {
     id: u64,
-    events: Vec<Arc<Event>>,
+    events: Vec<Held>,
     first_ts: i64,
     last_ts: i64,
     /// Arrival serial of the last event: with `last_ts` it orders events
@@ -100,8 +151,8 @@ struct Partial {
     last_serial: u64,
 }
 
-/// (id, arrival serial, event) of a held event.
-type HeldEvent = (u64, u64, Arc<Event>);
+/// (id, arrival serial, timestamp, event) of a held event.
+type HeldEvent = (u64, u64, i64, Held);
 
 /// Later-stage events that found no predecessor, held for the reorder
 /// window in case it arrives late. Indexed by (stage, key) for joins, and
@@ -114,14 +165,14 @@ struct LateEvents {
 }
 
 impl LateEvents {
-    fn push(&mut self, stage: usize, key: JoinKey, e: Arc<Event>, serial: u64, max: usize) {
+    fn push(&mut self, stage: usize, key: JoinKey, ts: i64, e: Held, serial: u64, max: usize) {
         let id = self.next_id;
         self.next_id += 1;
-        self.order.push_back((id, e.timestamp_ns, stage, key));
+        self.order.push_back((id, ts, stage, key));
         self.by_key
             .entry((stage, key))
             .or_default()
-            .push_back((id, serial, e));
+            .push_back((id, serial, ts, e));
         while self.order.len() > max {
             self.pop_oldest();
         }
@@ -152,22 +203,22 @@ impl LateEvents {
     }
 
     /// Takes the first held event of `stage`/`key` that `fits` (given its
-    /// arrival serial), with that serial.
+    /// arrival serial and timestamp), with that serial.
     fn take(
         &mut self,
         stage: usize,
         key: &JoinKey,
-        fits: impl Fn(u64, &Event) -> bool,
+        fits: impl Fn(u64, i64) -> bool,
     ) -> Option<(u64, Arc<Event>)> {
         let slot = (stage, *key);
         let q = self.by_key.get_mut(&slot)?;
-        let pos = q.iter().position(|(_, serial, e)| fits(*serial, e))?;
-        let (id, serial, e) = q.remove(pos).expect("position is in range");
+        let pos = q.iter().position(|(_, serial, ts, _)| fits(*serial, *ts))?;
+        let (id, serial, _, e) = q.remove(pos).expect("position is in range");
         if q.is_empty() {
             self.by_key.remove(&slot);
         }
         self.order.retain(|(i, ..)| *i != id);
-        Some((serial, e))
+        Some((serial, e.into_event()))
     }
 }
 
@@ -254,7 +305,7 @@ impl SequenceState {
             if i == 0 {
                 let partial = Partial {
                     id: self.next_id,
-                    events: vec![shared.arc()],
+                    events: vec![shared.held()],
                     first_ts: e.timestamp_ns,
                     last_ts: e.timestamp_ns,
                     last_serial: serial,
@@ -264,8 +315,14 @@ impl SequenceState {
             } else if !self.advance(spec, cfg, i, &key, shared, serial, out)
                 && cfg.reorder_window_ns > 0
             {
-                self.late
-                    .push(i, key, shared.arc(), serial, cfg.max_late_per_rule);
+                self.late.push(
+                    i,
+                    key,
+                    e.timestamp_ns,
+                    shared.held(),
+                    serial,
+                    cfg.max_late_per_rule,
+                );
             }
         }
         self.enforce_bound(cfg);
@@ -296,7 +353,7 @@ impl SequenceState {
         }
         let mut p = prev.remove(key).expect("just looked up");
         let ts = e.timestamp_ns;
-        p.events.push(shared.arc());
+        p.events.push(shared.held());
         p.last_ts = ts;
         p.last_serial = serial;
         self.place(spec, cfg, i, *key, p, out);
@@ -316,17 +373,18 @@ impl SequenceState {
     ) {
         if i == spec.stages.len() - 1 {
             // Hashes matched all the way; confirm the values themselves.
+            let events: Vec<Arc<Event>> = p.events.into_iter().map(Held::into_event).collect();
             let keys: Vec<Option<Vec<String>>> = spec
                 .stages
                 .iter()
-                .zip(&p.events)
+                .zip(&events)
                 .map(|(st, e)| st.key_of(e.as_ref()))
                 .collect();
             match keys.first() {
                 Some(Some(first)) if keys.iter().all(|k| k.as_ref() == Some(first)) => {
                     self.stats.completed += 1;
                     out.push(Match {
-                        events: p.events,
+                        events,
                         key: first.clone(),
                     });
                 }
@@ -340,9 +398,8 @@ impl SequenceState {
         let (first_ts, last_ts, last_serial) = (p.first_ts, p.last_ts, p.last_serial);
         self.waiting[i].insert(key, p);
         // A later stage that arrived early (out of order) may now join.
-        let held = self.late.take(i + 1, &key, |serial, e| {
-            (e.timestamp_ns, serial) > (last_ts, last_serial)
-                && within(spec, first_ts, e.timestamp_ns)
+        let held = self.late.take(i + 1, &key, |serial, ts| {
+            (ts, serial) > (last_ts, last_serial) && within(spec, first_ts, ts)
         });
         if let Some((serial, e)) = held {
             self.advance(

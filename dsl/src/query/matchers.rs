@@ -61,10 +61,11 @@ fn eq_ci(lower: &str, v: &str) -> bool {
 }
 
 /// A list of patterns, any of which may match. ASCII text (nearly all of
-/// it) is tested against the cheap shapes one by one and against a single
-/// regex for all the substring and glob patterns, so a long list such as
-/// `process.command_line : ("*curl *", "*wget *", ...)` is one linear scan
-/// instead of one scan per pattern; other text takes the general path.
+/// it) takes a fast path: patterns anchored at either end are checked one by
+/// one, cheapest first (a length check and a compare reject most text), and
+/// many substring patterns (`process.command_line : ("*curl *", "*wget *",
+/// ...)`) become one regex, one linear scan instead of one per pattern.
+/// Other text takes the general per-pattern path.
 #[derive(Debug, Clone)]
 pub struct PatternSet {
     patterns: Vec<Pattern>,
@@ -74,13 +75,104 @@ pub struct PatternSet {
 
 #[derive(Debug, Clone)]
 struct AsciiSet {
-    /// A pattern that matches anything (`*`): always true.
-    any: bool,
-    /// Exact, prefix and suffix shapes: a length check and a compare each.
-    simple: Vec<Pattern>,
     insensitive: bool,
-    /// The substring and glob shapes as one byte regex.
+    pieces: Vec<Segments>,
+    /// Substring patterns (when there are many) and `?` globs.
     complex: Option<regex::bytes::Regex>,
+}
+
+/// Substring patterns from this many on go into the regex.
+const REGEX_FROM: usize = 3;
+
+/// A `*`-only pattern split at its stars, `head*mid*...*tail` (lower-case
+/// when case-insensitive), or an exact string.
+#[derive(Debug, Clone)]
+struct Segments {
+    exact: bool,
+    head: Box<[u8]>,
+    mids: Vec<Box<[u8]>>,
+    tail: Box<[u8]>,
+}
+
+impl Segments {
+    fn from_shape(shape: &Shape) -> Option<Segments> {
+        let seg = |exact, head: &str, mids: &[&[u8]], tail: &str| Segments {
+            exact,
+            head: head.as_bytes().into(),
+            mids: mids
+                .iter()
+                .filter(|m| !m.is_empty())
+                .map(|&m| m.into())
+                .collect(),
+            tail: tail.as_bytes().into(),
+        };
+        Some(match shape {
+            Shape::Exact(p) => seg(true, p, &[], ""),
+            Shape::Prefix(p) => seg(false, p, &[], ""),
+            Shape::Suffix(p) => seg(false, "", &[], p),
+            Shape::Contains(p) => seg(false, "", &[p.as_bytes()], ""),
+            Shape::Glob(_, Some(bytes)) if !bytes.contains(&b'?') => {
+                let parts: Vec<&[u8]> = bytes.split(|&b| b == b'*').collect();
+                let (head, rest) = parts.split_first()?;
+                let (tail, mids) = rest.split_last()?;
+                Segments {
+                    exact: false,
+                    head: (*head).into(),
+                    mids: mids
+                        .iter()
+                        .filter(|m| !m.is_empty())
+                        .map(|&m| m.into())
+                        .collect(),
+                    tail: (*tail).into(),
+                }
+            }
+            Shape::Glob(..) => return None,
+        })
+    }
+
+    /// Only substrings to find: no anchored part to reject text cheaply.
+    fn unanchored(&self) -> bool {
+        !self.exact && self.head.is_empty() && self.tail.is_empty() && !self.mids.is_empty()
+    }
+
+    /// Whether `v` (lowered if the pattern is case-insensitive) matches.
+    fn matches(&self, v: &[u8]) -> bool {
+        if self.exact {
+            return *v == *self.head;
+        }
+        let (h, t) = (self.head.len(), self.tail.len());
+        if v.len() < h + t || v[..h] != *self.head || v[v.len() - t..] != *self.tail {
+            return false;
+        }
+        // Leftmost occurrences in order: if any placement fits, this one does.
+        let mut rest = &v[h..v.len() - t];
+        for m in &self.mids {
+            match find(rest, m) {
+                Some(i) => rest = &rest[i + m.len()..],
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn regex(&self) -> String {
+        let mids: Vec<String> = self
+            .mids
+            .iter()
+            .map(|m| regex::escape(std::str::from_utf8(m).expect("ASCII")))
+            .collect();
+        format!("(?:{})", mids.join(".*"))
+    }
+}
+
+/// The first occurrence of non-empty `needle` in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let last = hay.len().checked_sub(needle.len())?;
+    let (first, end) = (needle[0], needle[needle.len() - 1]);
+    // First and last byte before the full compare: paths have many `/`.
+    (0..=last).find(|&i| {
+        hay[i] == first && hay[i + needle.len() - 1] == end && hay[i..i + needle.len()] == *needle
+    })
 }
 
 impl PatternSet {
@@ -110,40 +202,67 @@ impl AsciiSet {
         {
             return None;
         }
-        let mut set = AsciiSet {
-            any: false,
-            simple: Vec::new(),
-            insensitive,
-            complex: None,
-        };
+        let mut pieces = Vec::new();
         let mut alternatives = Vec::new();
         for p in patterns {
-            match &p.shape {
-                Shape::Exact(_) | Shape::Prefix(_) | Shape::Suffix(_) => set.simple.push(p.clone()),
-                Shape::Contains(s) if s.is_empty() => set.any = true,
-                Shape::Contains(s) => alternatives.push(regex::escape(s)),
-                Shape::Glob(chars, _) => alternatives.push(glob_regex(chars)),
+            match (Segments::from_shape(&p.shape), &p.shape) {
+                (Some(seg), _) => pieces.push(seg),
+                (None, Shape::Glob(chars, _)) => alternatives.push(glob_regex(chars)),
+                (None, _) => unreachable!("only globs with `?` have no segments"),
             }
         }
-        if !alternatives.is_empty() {
-            // `s`: `.` matches any byte, as `*` and `?` do on ASCII text.
-            let flags = if insensitive { "(?s-u:(?i)" } else { "(?s-u:" };
-            let re =
-                regex::bytes::RegexBuilder::new(&format!("{flags}{})", alternatives.join("|")))
-                    .size_limit(1 << 20)
-                    .build()
-                    .ok()?;
-            set.complex = Some(re);
+        if pieces.iter().filter(|s| s.unanchored()).count() >= REGEX_FROM {
+            alternatives.extend(
+                pieces
+                    .iter()
+                    .filter(|s| s.unanchored())
+                    .map(Segments::regex),
+            );
+            pieces.retain(|s| !s.unanchored());
         }
-        Some(set)
+        // Anchored (cheap to reject) before unanchored.
+        pieces.sort_by_key(Segments::unanchored);
+        let complex = if alternatives.is_empty() {
+            None
+        } else {
+            // `s`: `.` matches any byte, as `*` and `?` do on ASCII text.
+            // No `(?i)`: case-insensitive text is lowered before matching,
+            // which keeps the regex's literal prefilters effective.
+            let re = regex::bytes::RegexBuilder::new(&format!("(?s-u:{})", alternatives.join("|")))
+                .size_limit(1 << 20)
+                .build()
+                .ok()?;
+            Some(re)
+        };
+        Some(AsciiSet {
+            insensitive,
+            pieces,
+            complex,
+        })
     }
 
     fn matches(&self, v: &[u8]) -> bool {
-        self.any
-            || self
-                .simple
-                .iter()
-                .any(|p| p.matches_bytes(v, self.insensitive))
+        if !self.insensitive {
+            return self.matches_exact_case(v);
+        }
+        // The patterns are lower-case: lower the text once, then compare
+        // bytes exactly.
+        let mut buf = [0u8; 256];
+        let mut heap = Vec::new();
+        let lowered = if v.len() <= buf.len() {
+            &mut buf[..v.len()]
+        } else {
+            heap.resize(v.len(), 0);
+            &mut heap[..]
+        };
+        for (d, s) in lowered.iter_mut().zip(v) {
+            *d = s.to_ascii_lowercase();
+        }
+        self.matches_exact_case(lowered)
+    }
+
+    fn matches_exact_case(&self, v: &[u8]) -> bool {
+        self.pieces.iter().any(|p| p.matches(v))
             || self.complex.as_ref().is_some_and(|re| re.is_match(v))
     }
 }
@@ -254,14 +373,6 @@ impl Pattern {
 
     /// `ascii_ci`: compare ignoring ASCII case (pattern is lower-case).
     fn matches_exact_case(&self, v: &str, ascii_ci: bool) -> bool {
-        match &self.shape {
-            Shape::Glob(chars, bytes) => glob_match(chars, bytes.as_deref(), v, ascii_ci),
-            _ => self.matches_bytes(v.as_bytes(), ascii_ci),
-        }
-    }
-
-    /// The non-glob shapes on raw bytes.
-    fn matches_bytes(&self, vb: &[u8], ascii_ci: bool) -> bool {
         let eq = |a: &[u8], b: &[u8]| {
             if ascii_ci {
                 a.eq_ignore_ascii_case(b)
@@ -269,12 +380,13 @@ impl Pattern {
                 a == b
             }
         };
+        let vb = v.as_bytes();
         match &self.shape {
             Shape::Exact(p) => p.len() == vb.len() && eq(p.as_bytes(), vb),
             Shape::Prefix(p) => vb.len() >= p.len() && eq(&vb[..p.len()], p.as_bytes()),
             Shape::Suffix(p) => vb.len() >= p.len() && eq(&vb[vb.len() - p.len()..], p.as_bytes()),
             Shape::Contains(p) => p.is_empty() || vb.windows(p.len()).any(|w| eq(w, p.as_bytes())),
-            Shape::Glob(..) => unreachable!("globs are matched as text"),
+            Shape::Glob(chars, bytes) => glob_match(chars, bytes.as_deref(), v, ascii_ci),
         }
     }
 }
@@ -455,6 +567,9 @@ mod tests {
             "q[a]+(b)q",
             "élan curl x",
         ];
+        // Longer than the stack buffer for lowered text.
+        let long = format!("/Users/Bob/Downloads/{}CURL x.SH", "a".repeat(300));
+        let texts: Vec<&str> = texts.into_iter().chain([long.as_str()]).collect();
         for insensitive in [true, false] {
             let all: Vec<Pattern> = pats
                 .iter()
@@ -464,7 +579,7 @@ mod tests {
                 for start in 0..all.len() + 1 - n {
                     let some = &all[start..start + n];
                     let set = PatternSet::new(some.to_vec());
-                    for t in texts {
+                    for &t in &texts {
                         assert_eq!(
                             set.matches(t),
                             some.iter().any(|p| p.matches(t)),
