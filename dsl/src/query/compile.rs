@@ -64,6 +64,22 @@ pub enum IntSrc {
 }
 
 impl Node {
+    /// Whether this node reads no string: a few instructions at most.
+    fn is_trivial(&self) -> bool {
+        match self {
+            Node::Const(_)
+            | Node::CategoryIn(_)
+            | Node::HasType(_)
+            | Node::Bool { .. }
+            | Node::Int { .. }
+            | Node::IsNull(_)
+            | Node::IpIn { .. } => true,
+            Node::Not(inner) => inner.is_trivial(),
+            Node::And(terms) | Node::Or(terms) => terms.iter().all(Node::is_trivial),
+            _ => false,
+        }
+    }
+
     /// Evaluates on any event representation: an owned [`crate::Event`] or
     /// an interned [`crate::codec::EventView`]. Allocates nothing, except
     /// for string tests on IP fields and comparisons of two list fields.
@@ -391,10 +407,24 @@ pub fn compile_event_query(eq: &ast::EventQuery) -> Result<EventFilter, QueryErr
     })
 }
 
+/// Compiles the terms of an `and` / `or`, the trivial ones (type,
+/// category, number, boolean, address checks) first: evaluation stops at
+/// the first deciding term, and three-valued `and` / `or` do not depend on
+/// the order of their terms (which have no side effects). String tests keep
+/// the order the author wrote, which often puts the selective one first.
+fn compile_terms(terms: &[Expr]) -> Result<Vec<Node>, QueryError> {
+    let mut nodes = terms
+        .iter()
+        .map(compile_expr)
+        .collect::<Result<Vec<_>, _>>()?;
+    nodes.sort_by_key(|n| !n.is_trivial());
+    Ok(nodes)
+}
+
 fn compile_expr(e: &Expr) -> Result<Node, QueryError> {
     Ok(match e {
-        Expr::And(terms) => Node::And(terms.iter().map(compile_expr).collect::<Result<_, _>>()?),
-        Expr::Or(terms) => Node::Or(terms.iter().map(compile_expr).collect::<Result<_, _>>()?),
+        Expr::And(terms) => Node::And(compile_terms(terms)?),
+        Expr::Or(terms) => Node::Or(compile_terms(terms)?),
         Expr::Not(inner, _) => Node::Not(Box::new(compile_expr(inner)?)),
         Expr::Truthy(op) => compile_truthy(op)?,
         Expr::Compare {

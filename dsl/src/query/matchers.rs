@@ -76,6 +76,12 @@ pub struct PatternSet {
 #[derive(Debug, Clone)]
 struct AsciiSet {
     insensitive: bool,
+    /// Bit `n` (63: 63 or more) is set when some piece may match text of
+    /// length `n`, or when a piece has no first byte (`exact_len`,
+    /// `first_byte`: rejects most text before any piece is looked at).
+    lengths: u64,
+    /// Bit `b` is set when some piece may match text starting with byte `b`.
+    first_bytes: u128,
     pieces: Vec<Segments>,
     /// Substring patterns (when there are many) and `?` globs.
     complex: Option<regex::bytes::Regex>,
@@ -234,8 +240,22 @@ impl AsciiSet {
                 .ok()?;
             Some(re)
         };
+        let (mut lengths, mut first_bytes) = (0u64, 0u128);
+        for p in &pieces {
+            lengths |= match p.exact {
+                true => 1 << p.head.len().min(63),
+                // At least this long.
+                false => u64::MAX << (p.head.len() + p.tail.len()).min(63),
+            };
+            first_bytes |= match p.head.first() {
+                Some(&b) => 1 << b,
+                None => u128::MAX,
+            };
+        }
         Some(AsciiSet {
             insensitive,
+            lengths,
+            first_bytes,
             pieces,
             complex,
         })
@@ -262,7 +282,9 @@ impl AsciiSet {
     }
 
     fn matches_exact_case(&self, v: &[u8]) -> bool {
-        self.pieces.iter().any(|p| p.matches(v))
+        let maybe_piece = self.lengths & (1 << v.len().min(63)) != 0
+            && v.first().is_none_or(|&b| self.first_bytes & (1 << b) != 0);
+        (maybe_piece && self.pieces.iter().any(|p| p.matches(v)))
             || self.complex.as_ref().is_some_and(|re| re.is_match(v))
     }
 }
