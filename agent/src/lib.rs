@@ -2,6 +2,11 @@
 //! onto the `dsl` (events, rules) and `spool` (history) crates. `main.rs`
 //! only parses arguments and maps errors to exit codes.
 
+/// Every binary linking the agent (vigil, its benches and tests) allocates
+/// with mimalloc: see the workspace Cargo.toml.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod cli;
 pub mod commands;
 pub mod config;

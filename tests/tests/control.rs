@@ -200,9 +200,13 @@ fn control_socket_status_context_reload_and_bad_requests() {
         fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    // Processed, and sealed into the spool (within spool.max_batch_age_ms).
     assert!(vigil_e2e::receivers::wait_until(
         std::time::Duration::from_secs(20),
-        || agent.status()["processed"] == 7
+        || {
+            let st = agent.status();
+            st["processed"] == 7 && st["spool"]["used_bytes"].as_u64().unwrap_or(0) > 0
+        }
     ));
 
     // status: counters, queue, drops, spool, rules, outbox and sinks.

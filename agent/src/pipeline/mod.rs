@@ -18,6 +18,7 @@
 pub mod outputs;
 pub mod process_table;
 pub mod queue;
+mod recent;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -120,9 +121,13 @@ pub struct SpoolUsage {
 
 /// Recent alerts kept in memory for `context <alert-id>` (summaries only).
 const RECENT_ALERTS: usize = 4096;
+/// Events kept in memory for `window:` context (a few seconds of a busy
+/// Mac; ~3 MB).
+const RECENT_EVENTS: usize = 4096;
 /// Alerts wait at most this long (or until the queue is empty) to be committed.
 const COMMIT_DELAY: Duration = Duration::from_millis(100);
 const COMMIT_MAX: usize = 256;
+const STATUS_FILE_EVERY: Duration = Duration::from_secs(2);
 
 /// (current, peak) resident set size in KiB from /proc/self/status.
 fn memory_kb() -> (u64, u64) {
@@ -161,13 +166,16 @@ pub struct Pipeline {
     pending: Vec<Alert>,
     pending_since: Option<Instant>,
     spool_path: Option<PathBuf>,
-    /// Reads `window:` context back from the spool.
+    /// Recent events: `window:` context without reading the spool back.
+    recent_events: recent::RecentEvents,
+    /// Reads `window:` context back from the spool when memory cannot tell.
     window_reader: Option<SpoolReader>,
     window_max_events: usize,
     recent: VecDeque<AlertSummary>,
     control: Option<Receiver<ControlRequest>>,
     sinks: Option<SinkMonitor>,
     rules_reloads: u64,
+    status_written: Option<Instant>,
 }
 
 impl Pipeline {
@@ -185,6 +193,10 @@ impl Pipeline {
             .spool
             .map(|(path, sc)| EventSpool::open(&path, sc))
             .transpose()?;
+        // Events of an earlier run are in the spool but not in memory.
+        let spool_had_events = spool_path
+            .as_ref()
+            .is_some_and(|p| SpoolReader::open(p).map_or(true, |r| !r.blocks().is_empty()));
         Ok(Pipeline {
             table,
             spool,
@@ -199,12 +211,14 @@ impl Pipeline {
             pending: Vec::new(),
             pending_since: None,
             spool_path,
+            recent_events: recent::RecentEvents::new(RECENT_EVENTS, spool_had_events),
             window_reader: None,
             window_max_events: 50,
             recent: VecDeque::new(),
             control: None,
             sinks: None,
             rules_reloads: 0,
+            status_written: None,
         })
     }
 
@@ -233,6 +247,8 @@ impl Pipeline {
     /// Enrich, spool, correlate, emit: everything one event goes through.
     pub fn handle(&mut self, mut e: Event) {
         self.table.observe(&mut e);
+        // Shared by the recent-events ring and the correlator: no copies.
+        let e = Arc::new(e);
         if let Some(spool) = self.spool.as_mut() {
             match spool.append(&e) {
                 Ok(()) => self.counters.spooled.fetch_add(1, Ordering::Relaxed),
@@ -244,11 +260,19 @@ impl Pipeline {
             };
         }
         self.correlator.process(&e, &mut self.alerts);
+        if self.window_max_events > 0 {
+            self.recent_events.push(e);
+        }
         self.counters.processed.fetch_add(1, Ordering::Relaxed);
         for mut alert in self.alerts.drain(..) {
             // Ancestry now: the table may forget these processes by commit time.
             if alert.context_requests.iter().any(|c| c == "ancestry") {
                 attach_ancestry(&self.table, &mut alert);
+            }
+            // The window too, while the ring still holds the events before
+            // the match; what it cannot answer is read from the spool at commit.
+            if self.window_max_events > 0 {
+                window_from_memory(&self.recent_events, self.window_max_events, &mut alert);
             }
             self.counters.alerts.fetch_add(1, Ordering::Relaxed);
             self.pending_since.get_or_insert_with(Instant::now);
@@ -265,7 +289,7 @@ impl Pipeline {
         if self.pending.is_empty() {
             return;
         }
-        if self.window_max_events > 0 && self.pending.iter().any(|a| window_request(a).is_some()) {
+        if self.window_max_events > 0 && self.pending.iter().any(needs_window) {
             self.attach_windows();
         }
         let alerts = std::mem::take(&mut self.pending);
@@ -299,8 +323,9 @@ impl Pipeline {
         }
     }
 
-    /// Seals the spool's open batch (so the events that led to the alerts
-    /// are readable) and attaches the host's events before each match.
+    /// Attaches the host's events before each match that memory could not
+    /// answer, from the spool (after sealing its open batch, so the events
+    /// that led to the alert are readable).
     fn attach_windows(&mut self) {
         if let Some(spool) = self.spool.as_mut() {
             if let Err(err) = spool.flush() {
@@ -310,31 +335,21 @@ impl Pipeline {
         let max = self.window_max_events;
         let mut pending = std::mem::take(&mut self.pending);
         if let Some(reader) = self.spool_reader() {
-            for alert in &mut pending {
+            for alert in pending.iter_mut().filter(|a| needs_window(a)) {
                 let Some(window_ns) = window_request(alert) else {
                     continue;
                 };
-                let host = alert
-                    .host_id
-                    .clone()
-                    .or_else(|| alert.events.first().and_then(|e| e.host.id.clone()));
+                let host = alert_host(alert);
                 let start = alert.first_timestamp_ns.saturating_sub(window_ns);
-                let value = match alert_window(
+                let found = alert_window(
                     reader,
                     host.as_deref(),
                     alert.first_timestamp_ns,
                     alert.timestamp_ns,
                     window_ns,
                     max,
-                ) {
-                    Ok((events, truncated)) => serde_json::json!({
-                        "start": dsl::time::format_rfc3339(start),
-                        "end": dsl::time::format_rfc3339(alert.timestamp_ns),
-                        "truncated": truncated,
-                        "events": events,
-                    }),
-                    Err(err) => serde_json::json!({ "error": err.to_string() }),
-                };
+                );
+                let value = window_value(start, alert.timestamp_ns, found);
                 alert.enrichments.insert("window".into(), value);
             }
         }
@@ -408,7 +423,13 @@ impl Pipeline {
                 tracing::warn!(error = %err, "spool seal failed");
             }
         }
-        if let Some(path) = &self.status_path {
+        // status.json is the fallback of `vigil status` when the socket is
+        // down: every 2 s is fresh enough and keeps an idle agent idle.
+        let due = self
+            .status_written
+            .is_none_or(|t| t.elapsed() >= STATUS_FILE_EVERY);
+        if let (Some(path), true) = (&self.status_path, due) {
+            self.status_written = Some(Instant::now());
             let snap = self.snapshot(queue_depth);
             if let Err(err) = write_status(path, &snap) {
                 tracing::debug!(error = %err, "status write failed");
@@ -476,12 +497,18 @@ impl Pipeline {
             spool.flush()?;
         }
         self.outputs.flush()?;
+        // The last status.json says how the run ended, whenever it was written.
+        self.status_written = None;
         self.tick(0);
         Ok(())
     }
 
     /// Runs until `stop` is set and the queue is drained.
-    pub fn run(mut self, rx: Receiver<Event>, stop: Arc<AtomicBool>) -> Result<StatusSnapshot> {
+    pub fn run(
+        mut self,
+        rx: Receiver<Box<Event>>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<StatusSnapshot> {
         let mut last_tick = Instant::now();
         let mut last_log = Instant::now();
         let never = crossbeam::channel::never();
@@ -494,7 +521,7 @@ impl Pipeline {
             // at a few thousand events/s the agent wakes ~100 times a second
             // instead of once per event.
             match rx.try_recv() {
-                Ok(e) => self.handle(e),
+                Ok(e) => self.handle(*e),
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
                     self.commit_alerts();
@@ -541,13 +568,56 @@ impl Pipeline {
             if stop.load(Ordering::Relaxed) {
                 // Drain what the sources already handed over.
                 while let Ok(e) = rx.try_recv() {
-                    self.handle(e);
+                    self.handle(*e);
                 }
                 break;
             }
         }
         self.finish()?;
         Ok(self.snapshot(0))
+    }
+}
+
+/// `enrichments.window` from the recent-events ring, if it can tell.
+fn window_from_memory(recent: &recent::RecentEvents, max: usize, alert: &mut Alert) {
+    let Some(window_ns) = window_request(alert) else {
+        return;
+    };
+    let host = alert_host(alert);
+    let start = alert.first_timestamp_ns.saturating_sub(window_ns);
+    let end = alert.timestamp_ns;
+    if let Some(found) = recent.window(host.as_deref(), start, end, max) {
+        let value = window_value(start, end, Ok(found));
+        alert.enrichments.insert("window".into(), value);
+    }
+}
+
+/// Asks for a window and has none yet.
+fn needs_window(alert: &Alert) -> bool {
+    window_request(alert).is_some() && !alert.enrichments.contains_key("window")
+}
+
+fn alert_host(alert: &Alert) -> Option<String> {
+    alert
+        .host_id
+        .clone()
+        .or_else(|| alert.events.first().and_then(|e| e.host.id.clone()))
+}
+
+/// `enrichments.window` of an alert.
+fn window_value(
+    start: i64,
+    end: i64,
+    found: Result<(Vec<Event>, bool), spool::SpoolError>,
+) -> serde_json::Value {
+    match found {
+        Ok((events, truncated)) => serde_json::json!({
+            "start": dsl::time::format_rfc3339(start),
+            "end": dsl::time::format_rfc3339(end),
+            "truncated": truncated,
+            "events": events,
+        }),
+        Err(err) => serde_json::json!({ "error": err.to_string() }),
     }
 }
 
