@@ -126,7 +126,10 @@ fn main() {
         // The memory floor: read the strings rules typically look at.
         let t = Instant::now();
         let mut acc = 0usize;
-        let f = |s: &Option<String>| s.as_deref().map_or(0, |s| s.len() + s.as_bytes()[0] as usize);
+        let f = |s: &Option<String>| {
+            s.as_deref()
+                .map_or(0, |s| s.len() + s.as_bytes()[0] as usize)
+        };
         for e in &events {
             let p = &e.process;
             acc += f(&e.host.os.os_type) + f(&e.host.id) + f(&p.name) + f(&p.executable);

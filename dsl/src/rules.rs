@@ -687,6 +687,9 @@ impl Correlator {
                 shared,
                 &mut self.matches,
             );
+            if self.matches.is_empty() {
+                continue;
+            }
             for m in self.matches.drain(..) {
                 if let Some(alert) = rules.make_alert(idx, m) {
                     alerts.push(alert);
