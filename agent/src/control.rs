@@ -213,7 +213,7 @@ fn accept_loop(listener: UnixListener, server: Arc<Server>, stop: Arc<AtomicBool
         let mut conn = match listener.accept() {
             Ok((c, _)) => c,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
+                wait_readable(&listener, ACCEPT_WAIT);
                 continue;
             }
             Err(e) => {
@@ -241,6 +241,27 @@ fn accept_loop(listener: UnixListener, server: Arc<Server>, stop: Arc<AtomicBool
         if spawned.is_err() {
             server.connections.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+/// How long the accept loop sleeps between looks at `stop` when nobody
+/// connects (a connection wakes it at once).
+const ACCEPT_WAIT: Duration = Duration::from_millis(250);
+
+/// Sleeps until the listener has a connection waiting or `timeout` passes:
+/// an idle agent wakes 4 times a second here, not 50.
+fn wait_readable(listener: &UnixListener, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fds = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut fds, 1, timeout.as_millis() as libc::c_int) };
+    if n < 0 {
+        // EINTR or worse: do not spin.
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -112,8 +112,9 @@ fn hunting_while_the_writer_wraps_returns_only_whole_events() {
     }
     writer.flush().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let w = {
-        let (stop, pool) = (Arc::clone(&stop), pool.clone());
+        let (stop, pool, progress) = (Arc::clone(&stop), pool.clone(), Arc::clone(&progress));
         std::thread::spawn(move || {
             let mut written = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -121,6 +122,7 @@ fn hunting_while_the_writer_wraps_returns_only_whole_events() {
                     writer.append(e).unwrap();
                     written += 1;
                 }
+                progress.store(written, Ordering::Relaxed);
             }
             writer.flush().unwrap();
             written
@@ -129,8 +131,13 @@ fn hunting_while_the_writer_wraps_returns_only_whole_events() {
     let compiled = query::compile("any where true").unwrap();
     let pre = Prefilter::for_query(&compiled);
     let (mut returned, mut skipped) = (0u64, 0usize);
+    // At least 3 s of hunting, and until the writer has wrapped the ring
+    // many times (a loaded machine writes slower).
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while std::time::Instant::now() < deadline {
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < give_up
+        && (std::time::Instant::now() < deadline || progress.load(Ordering::Relaxed) <= 50_000)
+    {
         let reader = SpoolReader::open(&path).unwrap();
         let report = scan(
             &reader,

@@ -46,7 +46,7 @@ use queue::QueueCounters;
 
 /// How long the idle pipeline sleeps before looking at the queue again:
 /// the most an event waits before processing starts.
-const IDLE_NAP: Duration = Duration::from_millis(10);
+const IDLE_NAP: Duration = Duration::from_millis(20);
 
 /// Counters shared with the status writer.
 #[derive(Debug, Default)]
@@ -259,7 +259,7 @@ impl Pipeline {
                 }
             };
         }
-        self.correlator.process(&e, &mut self.alerts);
+        self.correlator.process_arc(&e, &mut self.alerts);
         if self.window_max_events > 0 {
             self.recent_events.push(e);
         }
@@ -518,7 +518,7 @@ impl Pipeline {
             // for IDLE_NAP (or until a control request) and take whatever
             // arrived meanwhile as one batch. Napping instead of blocking on
             // the queue means sources never pay for waking this thread, and
-            // at a few thousand events/s the agent wakes ~100 times a second
+            // at a few thousand events/s the agent wakes ~50 times a second
             // instead of once per event.
             match rx.try_recv() {
                 Ok(e) => self.handle(*e),
