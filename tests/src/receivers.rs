@@ -567,6 +567,16 @@ pub const NATS_INTRUDER: (&str, &str) = ("intruder", "intruder-secret");
 impl NatsServer {
     /// Starts the server; panics with the fix if it is not installed.
     pub fn start(dir: &Path) -> NatsServer {
+        NatsServer::start_with(dir, None)
+    }
+
+    /// Like [`NatsServer::start`], requiring TLS with `server.pem` and
+    /// `server.key` from `cert_dir` (see `scripts/test-certs.sh`).
+    pub fn start_tls(dir: &Path, cert_dir: &Path) -> NatsServer {
+        NatsServer::start_with(dir, Some(cert_dir))
+    }
+
+    fn start_with(dir: &Path, tls: Option<&Path>) -> NatsServer {
         assert!(
             Path::new("/usr/bin/nats-server").exists() || Path::new("/usr/sbin/nats-server").exists(),
             "nats-server is not installed: run scripts/setup.sh (it installs Debian's nats-server); \
@@ -580,6 +590,7 @@ impl NatsServer {
             format!(
                 r#"listen: "127.0.0.1:{port}"
 server_name: vigil_test
+{tls}
 jetstream {{ store_dir: "{store}" }}
 authorization {{
   users = [
@@ -596,6 +607,11 @@ authorization {{
 }}
 "#,
                 store = dir.join("js").display(),
+                tls = tls.map_or(String::new(), |c| format!(
+                    "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
+                    c.join("server.pem").display(),
+                    c.join("server.key").display()
+                )),
                 au = NATS_AGENT.0,
                 ap = NATS_AGENT.1,
                 nu = NATS_ANALYST.0,

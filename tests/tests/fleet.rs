@@ -397,3 +397,53 @@ fn fleet_alerts_land_once_and_hunts_gather_every_host() {
     drop(agent_a);
     drop(agent_b);
 }
+
+/// TLS with a private CA, from the agent's `[nats]` section and the
+/// client's `--ca-file`; without the CA the client refuses the server.
+#[test]
+fn alerts_reach_jetstream_over_tls_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let o = std::process::Command::new("bash")
+        .arg(vigil_e2e::repo().join("scripts/test-certs.sh"))
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "scripts/test-certs.sh: {}", stderr(&o));
+    let nats = NatsServer::start_tls(&dir.path().join("nats"), &certs);
+    let url = format!("tls://127.0.0.1:{}", nats.port);
+    let h = setup(dir.path(), 0, &url);
+    let ca = certs.join("ca.pem");
+    let mut cfg = fs::read_to_string(&h.config).unwrap();
+    cfg = cfg.replace(
+        "connect_timeout_ms = 1000",
+        &format!("connect_timeout_ms = 1000\nca_file = \"{}\"", ca.display()),
+    );
+    fs::write(&h.config, cfg).unwrap();
+    let agent = start(&h);
+    wait_delivered(&agent, &h);
+    let raised = alerts_in(&h.state.join("alerts.ndjson")).len();
+    assert!(raised >= 20, "too few alerts: {raised}");
+
+    let ca_arg = ca.to_str().unwrap();
+    let o = fleet(
+        &url,
+        NATS_ANALYST,
+        &["alerts", "--last", "100000", "--json", "--ca-file", ca_arg],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(ndjson(&stdout(&o)).len(), raised);
+    let o = fleet(
+        &url,
+        NATS_ANALYST,
+        &["hunt", QUERY, "--json", "--ca-file", ca_arg],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(fleet_results(&o), local_hunt(&[&h]));
+
+    // The public roots do not know the test CA.
+    let o = fleet(&url, NATS_ANALYST, &["alerts", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+    drop(agent);
+}
