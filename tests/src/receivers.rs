@@ -567,16 +567,17 @@ pub const NATS_INTRUDER: (&str, &str) = ("intruder", "intruder-secret");
 impl NatsServer {
     /// Starts the server; panics with the fix if it is not installed.
     pub fn start(dir: &Path) -> NatsServer {
-        NatsServer::start_with(dir, None)
+        NatsServer::start_with(dir, None, "")
     }
 
     /// Like [`NatsServer::start`], requiring TLS with `server.pem` and
     /// `server.key` from `cert_dir` (see `scripts/test-certs.sh`).
     pub fn start_tls(dir: &Path, cert_dir: &Path) -> NatsServer {
-        NatsServer::start_with(dir, Some(cert_dir))
+        NatsServer::start_with(dir, Some(cert_dir), "")
     }
 
-    fn start_with(dir: &Path, tls: Option<&Path>) -> NatsServer {
+    /// With more `users` entries (e.g. an nkey user) and optional TLS.
+    pub fn start_with(dir: &Path, tls: Option<&Path>, extra_users: &str) -> NatsServer {
         assert!(
             Path::new("/usr/bin/nats-server").exists() || Path::new("/usr/sbin/nats-server").exists(),
             "nats-server is not installed: run scripts/setup.sh (it installs Debian's nats-server); \
@@ -603,6 +604,7 @@ authorization {{
     {{ user: "{iu}", password: "{ip}", permissions: {{
         publish: ["$JS.API.>"],
         subscribe: ["_INBOX.>"] }} }}
+    {extra_users}
   ]
 }}
 "#,

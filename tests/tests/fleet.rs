@@ -447,3 +447,43 @@ fn alerts_reach_jetstream_over_tls_with_a_private_ca() {
     assert!(stdout(&o).is_empty());
     drop(agent);
 }
+
+/// An agent that logs in with an nkey seed file (no password anywhere).
+#[test]
+fn an_agent_logs_in_with_an_nkey() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = nkeys::KeyPair::new_user();
+    let nats = NatsServer::start_with(
+        &dir.path().join("nats"),
+        None,
+        &format!(
+            r#"{{ nkey: "{}", permissions: {{
+        publish: ["vigil.alerts.>", "vigil.hosts.*", "$JS.API.>", "_INBOX.>"],
+        subscribe: ["vigil.req.>", "vigil.cancel.*", "_INBOX.>"] }} }}"#,
+            key.public_key()
+        ),
+    );
+    let h = setup(dir.path(), 1, &nats.url());
+    let seed = dir.path().join("agent.nk");
+    fs::write(&seed, key.seed().unwrap()).unwrap();
+    let cfg = fs::read_to_string(&h.config).unwrap().replace(
+        &format!(
+            "user = \"{}\"\npassword = \"{}\"",
+            NATS_AGENT.0, NATS_AGENT.1
+        ),
+        &format!("nkey_seed_file = \"{}\"", seed.display()),
+    );
+    assert!(cfg.contains("nkey_seed_file") && !cfg.contains("password"));
+    fs::write(&h.config, cfg).unwrap();
+    let agent = start(&h);
+    wait_delivered(&agent, &h);
+    let raised = alerts_in(&h.state.join("alerts.ndjson")).len();
+    assert!(raised >= 20, "too few alerts: {raised}");
+    let o = fleet(
+        &nats.url(),
+        NATS_ANALYST,
+        &["alerts", "--last", "100000", "--json"],
+    );
+    assert_eq!(ndjson(&stdout(&o)).len(), raised, "{}", stderr(&o));
+    drop(agent);
+}
