@@ -352,6 +352,22 @@ fn handle(
     }
 }
 
+/// A throwaway CA and a certificate for 127.0.0.1/localhost in `dir`
+/// (`ca.pem`, `server.pem`, `server.key`; `scripts/test-certs.sh`).
+pub fn test_certs(dir: &Path) -> PathBuf {
+    let o = Command::new("bash")
+        .arg(crate::repo().join("scripts/test-certs.sh"))
+        .arg(dir)
+        .output()
+        .expect("running scripts/test-certs.sh");
+    assert!(
+        o.status.success(),
+        "scripts/test-certs.sh: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    dir.to_path_buf()
+}
+
 /// A private rsyslogd started by `scripts/rsyslog-test.sh`.
 pub struct Rsyslog {
     pub dir: PathBuf,

@@ -403,13 +403,7 @@ fn fleet_alerts_land_once_and_hunts_gather_every_host() {
 #[test]
 fn alerts_reach_jetstream_over_tls_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let o = std::process::Command::new("bash")
-        .arg(vigil_e2e::repo().join("scripts/test-certs.sh"))
-        .arg(&certs)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "scripts/test-certs.sh: {}", stderr(&o));
+    let certs = vigil_e2e::receivers::test_certs(&dir.path().join("certs"));
     let nats = NatsServer::start_tls(&dir.path().join("nats"), &certs);
     let url = format!("tls://127.0.0.1:{}", nats.port);
     let h = setup(dir.path(), 0, &url);

@@ -328,17 +328,7 @@ fn receiver_down_then_up_gets_every_alert_once_in_order_and_sigkill_loses_nothin
 #[test]
 fn https_sink_trusts_its_ca_file_and_refuses_an_unknown_issuer() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let o = std::process::Command::new("bash")
-        .arg(vigil_e2e::repo().join("scripts/test-certs.sh"))
-        .arg(&certs)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "scripts/test-certs.sh: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let certs = vigil_e2e::receivers::test_certs(&dir.path().join("certs"));
     let rx = HttpReceiver::start_tls(0, &certs);
     let events = positive_fixtures(dir.path());
     let cfg = dir.path().join("vigil.toml");
