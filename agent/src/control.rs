@@ -98,13 +98,7 @@ impl ControlHandler {
     /// Seals the pipeline's open spool batch, so a reader opened next sees
     /// every event received so far. False if the pipeline did not answer.
     pub fn flush_spool(&self) -> bool {
-        self.0
-            .ask(|reply| ControlRequest::Lookup {
-                alert_id: None,
-                entity_ids: Vec::new(),
-                reply,
-            })
-            .is_ok()
+        self.0.seal_spool().is_ok()
     }
 }
 
@@ -389,6 +383,15 @@ impl Server {
             .map_err(|_| Failure("busy", "the pipeline did not answer in time".into()))
     }
 
+    /// A lookup of nothing: the pipeline seals its open spool batch first.
+    fn seal_spool(&self) -> Result<Lookup, Failure> {
+        self.ask(|reply| ControlRequest::Lookup {
+            alert_id: None,
+            entity_ids: Vec::new(),
+            reply,
+        })
+    }
+
     fn status(&self) -> Result<Value, Failure> {
         let snap = self.ask(ControlRequest::Status)?;
         serde_json::to_value(snap).map_err(|e| Failure("internal", e.to_string()))
@@ -475,11 +478,7 @@ impl Server {
             if end - start > MAX_WINDOW_NS {
                 return Err(Failure::bad("start..end is longer than 24h"));
             }
-            self.ask(|reply| ControlRequest::Lookup {
-                alert_id: None,
-                entity_ids: Vec::new(),
-                reply,
-            })?;
+            self.seal_spool()?;
             let ans = self
                 .with_reader(|r| {
                     context::for_host(r, host, spool::TimeRange::new(start, end), limit)

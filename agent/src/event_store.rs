@@ -52,6 +52,8 @@ pub struct EventSpool {
     encoder: EventEncoder,
     buf: Vec<u8>,
     keys: Vec<u64>,
+    /// Valid blocks found when the spool was opened (an earlier run's).
+    recovered_blocks: usize,
 }
 
 /// Bytes the spool adds around a record's data, at most: a varint time
@@ -79,6 +81,7 @@ impl EventSpool {
             encoder: EventEncoder::new(),
             buf: Vec::with_capacity(1024),
             keys: Vec::with_capacity(4),
+            recovered_blocks: report.valid_blocks,
         })
     }
 
@@ -143,6 +146,11 @@ impl EventSpool {
     /// Strings in the open block's dictionary (for tests and diagnostics).
     pub fn dictionary_len(&self) -> usize {
         self.encoder.dict_len()
+    }
+
+    /// The spool held events of an earlier run when it was opened.
+    pub fn had_earlier_events(&self) -> bool {
+        self.recovered_blocks > 0
     }
 
     pub fn writer(&self) -> &SpoolWriter {

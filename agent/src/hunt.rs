@@ -161,6 +161,36 @@ pub fn scan(
     report
 }
 
+/// Scans like [`scan`] and runs the events, in spool order, through
+/// `rules`, calling `on_alert` for each alert (it may stop the hunt).
+pub fn correlate(
+    reader: &SpoolReader,
+    range: TimeRange,
+    prefilter: &Prefilter<'_>,
+    threads: usize,
+    rules: std::sync::Arc<dsl::rules::RuleSet>,
+    on_alert: &mut dyn FnMut(&dsl::alert::Alert) -> ControlFlow<()>,
+    progress: Progress<'_>,
+) -> HuntReport {
+    let mut correlator =
+        dsl::rules::Correlator::new(rules, dsl::correlate::CorrelatorConfig::default());
+    let mut alerts = Vec::new();
+    scan(
+        reader,
+        range,
+        prefilter,
+        threads,
+        &mut |e| {
+            correlator.process(&e, &mut alerts);
+            for alert in alerts.drain(..) {
+                on_alert(&alert)?;
+            }
+            ControlFlow::Continue(())
+        },
+        progress,
+    )
+}
+
 fn read_block(
     reader: &SpoolReader,
     info: &BlockInfo,

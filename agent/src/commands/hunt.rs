@@ -8,11 +8,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use dsl::correlate::CorrelatorConfig;
 use dsl::ecs::to_ecs_json;
 use dsl::query::fields::{self, FieldId};
 use dsl::query::{self, CompiledQuery};
-use dsl::rules::{load_rules, Correlator, Origin, RuleFile, RuleSet};
+use dsl::rules::{load_rules, Origin, RuleFile, RuleSet};
 use dsl::time::format_rfc3339;
 use dsl::Event;
 use spool::SpoolReader;
@@ -264,6 +263,7 @@ fn load_one(file: RuleFile) -> Result<Arc<RuleSet>> {
     Ok(Arc::new(out.rules))
 }
 
+/// A rule or sequence hunt: alerts go to the result sink.
 #[allow(clippy::too_many_arguments)]
 fn correlate(
     reader: &SpoolReader,
@@ -275,22 +275,13 @@ fn correlate(
     out: &mut dyn Write,
     progress: crate::hunt::Progress<'_>,
 ) -> HuntReport {
-    let mut correlator = Correlator::new(rules, CorrelatorConfig::default());
-    let mut alerts = Vec::new();
-    scan(
+    crate::hunt::correlate(
         reader,
         range,
         pre,
         threads,
-        &mut |e| {
-            correlator.process(&e, &mut alerts);
-            for alert in alerts.drain(..) {
-                if sink.alert(out, &alert).is_break() {
-                    return ControlFlow::Break(());
-                }
-            }
-            ControlFlow::Continue(())
-        },
+        rules,
+        &mut |alert| sink.alert(out, alert),
         progress,
     )
 }

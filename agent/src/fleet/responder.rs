@@ -523,23 +523,13 @@ impl HuntJob {
             CompiledQuery::Sequence(_) => {
                 let rules = crate::commands::hunt::single_rule_set(&self.query)
                     .map_err(|e| format!("{e:#}"))?;
-                let mut correlator =
-                    dsl::rules::Correlator::new(rules, dsl::correlate::CorrelatorConfig::default());
-                let mut alerts = Vec::new();
-                let pre = Prefilter::for_query(&self.compiled);
-                scan(
+                crate::hunt::correlate(
                     &reader,
                     self.range,
-                    &pre,
+                    &Prefilter::for_query(&self.compiled),
                     threads,
-                    &mut |e| {
-                        correlator.process(&e, &mut alerts);
-                        for a in alerts.drain(..) {
-                            let doc = serde_json::to_string(&a).unwrap_or_default();
-                            send(doc)?;
-                        }
-                        ControlFlow::Continue(())
-                    },
+                    rules,
+                    &mut |a| send(serde_json::to_string(a).unwrap_or_default()),
                     &mut progress,
                 )
             }

@@ -194,9 +194,7 @@ impl Pipeline {
             .map(|(path, sc)| EventSpool::open(&path, sc))
             .transpose()?;
         // Events of an earlier run are in the spool but not in memory.
-        let spool_had_events = spool_path
-            .as_ref()
-            .is_some_and(|p| SpoolReader::open(p).map_or(true, |r| !r.blocks().is_empty()));
+        let spool_had_events = spool.as_ref().is_some_and(EventSpool::had_earlier_events);
         Ok(Pipeline {
             table,
             spool,
