@@ -3,8 +3,12 @@
 //!
 //! ```sh
 //! vigil synthetic --events 1000000 --plant-every 10000 > events.ndjson
-//! cargo run --release -p vigil-dsl --example correlate_bench -- events.ndjson [N] [shipped|hundred|both]
+//! cargo run --release -p vigil-dsl --example correlate_bench -- events.ndjson [N] [shipped|hundred|both] [arc|borrowed]
 //! ```
+//!
+//! By default events are fed as `Arc<Event>` through `process_arc`, as the
+//! agent's pipeline does (it shares each event with the spool and the
+//! recent-events ring); `borrowed` feeds `&Event` through `process`.
 //!
 //! An NDJSON input is cached next to itself as `<file>.bin` (bincode) so
 //! later runs load quickly. Prints events/s, the alert count and a digest of
@@ -30,9 +34,18 @@ fn load_events(path: &str, limit: usize) -> Vec<Event> {
         format!("{path}.bin")
     };
     if let Ok(bytes) = std::fs::read(&bin) {
-        let (events, _): (Vec<Event>, usize) =
+        // A `Vec` is its length then its items: decode only the first `limit`.
+        let (len, mut at): (u64, usize) =
             bincode::decode_from_slice(&bytes, cfg).expect("decode cache");
-        return events.into_iter().take(limit).collect();
+        let n = limit.min(len as usize);
+        let mut events = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (e, used): (Event, usize) =
+                bincode::decode_from_slice(&bytes[at..], cfg).expect("decode cache");
+            at += used;
+            events.push(e);
+        }
+        return events;
     }
     let file = std::fs::File::open(path).expect("open events");
     let events: Vec<Event> = EcsReader::new(BufReader::new(file))
@@ -62,15 +75,32 @@ fn hundred_rules() -> RuleSet {
     out.rules
 }
 
-fn run(name: &str, rules: RuleSet, events: &[Event]) {
+/// The events as the correlator is fed them.
+enum Feed {
+    Arc(Vec<Arc<Event>>),
+    Borrowed(Vec<Event>),
+}
+
+fn run(name: &str, rules: RuleSet, feed: &Feed) {
     let rules = Arc::new(rules);
     let mut c = Correlator::new(rules.clone(), CorrelatorConfig::default());
     let mut alerts = Vec::new();
     let t = Instant::now();
-    for e in events {
-        c.process(e, &mut alerts);
-    }
-    let rate = events.len() as f64 / t.elapsed().as_secs_f64();
+    let n = match feed {
+        Feed::Arc(events) => {
+            for e in events {
+                c.process_arc(e, &mut alerts);
+            }
+            events.len()
+        }
+        Feed::Borrowed(events) => {
+            for e in events {
+                c.process(e, &mut alerts);
+            }
+            events.len()
+        }
+    };
+    let rate = n as f64 / t.elapsed().as_secs_f64();
     let mut h = DefaultHasher::new();
     for a in &alerts {
         serde_json::to_string(a).expect("alert json").hash(&mut h);
@@ -115,7 +145,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let path = args
         .get(1)
-        .expect("usage: correlate_bench EVENTS [N] [which]");
+        .expect("usage: correlate_bench EVENTS [N] [which] [arc|borrowed]");
     let limit = args
         .get(2)
         .and_then(|n| n.parse().ok())
@@ -151,10 +181,14 @@ fn main() {
         stage_costs(&load_rules(&shipped_rule_files()).rules, &events);
         return;
     }
+    let feed = match args.get(4).map_or("arc", String::as_str) {
+        "borrowed" => Feed::Borrowed(events),
+        _ => Feed::Arc(events.into_iter().map(Arc::new).collect()),
+    };
     if which != "hundred" {
-        run("shipped", load_rules(&shipped_rule_files()).rules, &events);
+        run("shipped", load_rules(&shipped_rule_files()).rules, &feed);
     }
     if which != "shipped" {
-        run("hundred", hundred_rules(), &events);
+        run("hundred", hundred_rules(), &feed);
     }
 }
