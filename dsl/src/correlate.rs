@@ -7,9 +7,10 @@
 //! advances a sequence twice. Events up to `reorder_window_ns` late are held
 //! briefly so a stage that arrives before its predecessor still joins.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::dispatch::UNTIL_BIT;
 use crate::event::Event;
 use crate::query::{CompiledQuery, SequenceSpec};
 
@@ -141,6 +142,12 @@ impl<'a> SharedEvent<'a> {
 /// compared before a match is reported.
 type JoinKey = u64;
 
+/// Maps keyed by join-key hashes: a fast hasher, as keys are hashes already.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
+/// A stage mask with every stage set: evaluate them all.
+pub const ALL_STAGES: u128 = u128::MAX;
+
 struct Partial {
     id: u64,
     events: Vec<Held>,
@@ -157,7 +164,6 @@ type HeldEvent = (u64, u64, i64, Held);
 /// Later-stage events that found no predecessor, held for the reorder
 /// window in case it arrives late. Indexed by (stage, key) for joins, and
 /// kept in arrival order for expiry and the size bound.
-#[derive(Default)]
 struct LateEvents {
     by_key: HashMap<(usize, JoinKey), VecDeque<HeldEvent>>,
     order: VecDeque<(u64, i64, usize, JoinKey)>,
@@ -165,6 +171,14 @@ struct LateEvents {
 }
 
 impl LateEvents {
+    fn new() -> LateEvents {
+        LateEvents {
+            by_key: HashMap::default(),
+            order: VecDeque::new(),
+            next_id: 0,
+        }
+    }
+
     fn push(&mut self, stage: usize, key: JoinKey, ts: i64, e: Held, serial: u64, max: usize) {
         let id = self.next_id;
         self.next_id += 1;
@@ -241,10 +255,10 @@ impl SequenceState {
     pub fn new(spec: &SequenceSpec) -> SequenceState {
         SequenceState {
             waiting: (0..spec.stages.len().saturating_sub(1))
-                .map(|_| HashMap::new())
+                .map(|_| HashMap::default())
                 .collect(),
             order: VecDeque::new(),
-            late: LateEvents::default(),
+            late: LateEvents::new(),
             next_id: 0,
             arrivals: 0,
             watermark: i64::MIN,
@@ -279,12 +293,38 @@ impl SequenceState {
         shared: &SharedEvent<'_>,
         out: &mut Vec<Match>,
     ) {
+        self.offer(spec, cfg, shared, ALL_STAGES, out)
+    }
+
+    /// [`SequenceState::process_shared`] knowing that only the stages set
+    /// in `may_match` (bit `i`: stage `i`, [`UNTIL_BIT`]: `until`) can match
+    /// the event: the others are not evaluated.
+    pub fn offer(
+        &mut self,
+        spec: &SequenceSpec,
+        cfg: &CorrelatorConfig,
+        shared: &SharedEvent<'_>,
+        may_match: u128,
+        out: &mut Vec<Match>,
+    ) {
         let e = shared.event();
         let serial = self.arrivals;
         self.arrivals += 1;
         self.watermark = self.watermark.max(e.timestamp_ns);
-        self.expire(spec, cfg);
-        if let Some(until) = &spec.until {
+        let expired = self.expire(spec, cfg);
+        if may_match == 0 {
+            // Nothing was added: only expiry can have made the bookkeeping
+            // worth compacting.
+            if expired {
+                self.enforce_bound(cfg);
+            }
+            return;
+        }
+        if let Some(until) = spec
+            .until
+            .as_ref()
+            .filter(|_| may_match & 1 << UNTIL_BIT != 0)
+        {
             if until.filter.matches(e) {
                 if let Some(key) = until.key_hash(e) {
                     for stage in &mut self.waiting {
@@ -296,7 +336,7 @@ impl SequenceState {
         let last = spec.stages.len() - 1;
         for i in (0..=last).rev() {
             let stage = &spec.stages[i];
-            if !stage.filter.matches(e) {
+            if may_match & 1 << i == 0 || !stage.filter.matches(e) {
                 continue;
             }
             let Some(key) = stage.key_hash(e) else {
@@ -414,21 +454,28 @@ impl SequenceState {
         }
     }
 
-    fn expire(&mut self, spec: &SequenceSpec, cfg: &CorrelatorConfig) {
+    /// Drops what the watermark has passed; whether any partial's
+    /// bookkeeping went with it.
+    fn expire(&mut self, spec: &SequenceSpec, cfg: &CorrelatorConfig) -> bool {
         let horizon = self.watermark.saturating_sub(cfg.reorder_window_ns);
         // A held event can only be joined by a predecessor at or before its
         // own time, which must arrive within the reorder window.
         self.late.expire(horizon);
-        let Some(span) = spec.maxspan_ns else { return };
+        let Some(span) = spec.maxspan_ns else {
+            return false;
+        };
+        let mut popped = false;
         while let Some((id, first_ts, _)) = self.order.front() {
             if first_ts.saturating_add(span) >= horizon {
                 break;
             }
             let (id, _, key) = (*id, (), self.order.pop_front().expect("front exists").2);
+            popped = true;
             if self.remove_partial(id, &key) {
                 self.stats.expired += 1;
             }
         }
+        popped
     }
 
     fn enforce_bound(&mut self, cfg: &CorrelatorConfig) {
@@ -483,16 +530,19 @@ impl QueryState {
         }
     }
 
+    /// Offers an event that can only match the stages set in `may_match`
+    /// (see [`SequenceState::offer`]).
     pub fn process(
         &mut self,
         q: &CompiledQuery,
         cfg: &CorrelatorConfig,
         shared: &SharedEvent<'_>,
+        may_match: u128,
         out: &mut Vec<Match>,
     ) {
         match (self, q) {
             (QueryState::Filter, CompiledQuery::Event(f)) => {
-                if f.matches(shared.event()) {
+                if may_match & 1 != 0 && f.matches(shared.event()) {
                     out.push(Match {
                         events: vec![shared.arc()],
                         key: Vec::new(),
@@ -500,7 +550,7 @@ impl QueryState {
                 }
             }
             (QueryState::Sequence(state), CompiledQuery::Sequence(spec)) => {
-                state.process_shared(spec, cfg, shared, out)
+                state.offer(spec, cfg, shared, may_match, out)
             }
             _ => unreachable!("QueryState is always built from the same query"),
         }

@@ -14,7 +14,10 @@ use rhai::module_resolvers::StaticModuleResolver;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, Position, AST};
 
 use crate::alert::{alert_id, Alert, AlertRule, Severity};
-use crate::correlate::{CorrelatorConfig, Match, QueryState, SequenceStats, SharedEvent};
+use crate::correlate::{
+    CorrelatorConfig, Match, QueryState, SequenceStats, SharedEvent, ALL_STAGES,
+};
+use crate::dispatch::StageIndex;
 use crate::event::{Category, Event};
 use crate::query::{self, CompiledQuery};
 
@@ -637,6 +640,12 @@ pub struct Correlator {
     config: CorrelatorConfig,
     matches: Vec<Match>,
     events_seen: u64,
+    /// `None`: evaluate every stage of every candidate rule (the general
+    /// path the index must agree with).
+    index: Option<StageIndex>,
+    /// Per rule, the stages the current event may match (from the index);
+    /// all zero between events.
+    may_match: Vec<u128>,
 }
 
 /// Per-rule counters.
@@ -648,17 +657,29 @@ pub struct RuleStats {
 
 impl Correlator {
     pub fn new(rules: Arc<RuleSet>, config: CorrelatorConfig) -> Correlator {
+        let index = StageIndex::new(rules.rules.iter().map(|r| &r.query));
+        Correlator {
+            index: Some(index),
+            ..Correlator::unindexed(rules, config)
+        }
+    }
+
+    /// A correlator that evaluates every stage of every rule of the event's
+    /// category: slower, for checking that [`Correlator::new`] agrees.
+    pub fn unindexed(rules: Arc<RuleSet>, config: CorrelatorConfig) -> Correlator {
         let states = rules
             .rules
             .iter()
             .map(|r| QueryState::new(&r.query))
             .collect();
         Correlator {
+            may_match: vec![0; rules.len()],
             rules,
             states,
             config,
             matches: Vec::new(),
             events_seen: 0,
+            index: None,
         }
     }
 
@@ -680,11 +701,22 @@ impl Correlator {
     fn process_shared(&mut self, shared: &SharedEvent<'_>, alerts: &mut Vec<Alert>) {
         self.events_seen += 1;
         let rules = Arc::clone(&self.rules);
-        for &idx in rules.candidates(shared.event().event.category) {
+        let e = shared.event();
+        if let Some(index) = &self.index {
+            index.mark(e, &mut self.may_match);
+        }
+        // Every rule goes through its state (to expire by the event's time),
+        // also when no stage can match.
+        for &idx in rules.candidates(e.event.category) {
+            let may_match = match self.index {
+                Some(_) => std::mem::take(&mut self.may_match[idx]),
+                None => ALL_STAGES,
+            };
             self.states[idx].process(
                 &rules.rules[idx].query,
                 &self.config,
                 shared,
+                may_match,
                 &mut self.matches,
             );
             if self.matches.is_empty() {

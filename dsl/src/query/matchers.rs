@@ -43,6 +43,11 @@ impl CiSet {
         CiSet { lowered, hashed }
     }
 
+    /// The values, lower-case, sorted.
+    pub fn lowered(&self) -> &[String] {
+        &self.lowered
+    }
+
     pub fn contains(&self, v: &str) -> bool {
         match &self.hashed {
             Some(set) => set.contains(v.to_lowercase().as_str()),

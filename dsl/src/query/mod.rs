@@ -4,6 +4,7 @@
 pub mod ast;
 pub mod compile;
 pub mod fields;
+pub mod guard;
 mod lexer;
 pub mod matchers;
 pub mod memo;
