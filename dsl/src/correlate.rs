@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::dispatch::UNTIL_BIT;
 use crate::event::Event;
-use crate::query::{CompiledQuery, SequenceSpec};
+use crate::query::{CompiledQuery, EventFields, SequenceSpec};
 
 #[derive(Debug, Clone, Copy)]
 pub struct CorrelatorConfig {
@@ -293,17 +293,19 @@ impl SequenceState {
         shared: &SharedEvent<'_>,
         out: &mut Vec<Match>,
     ) {
-        self.offer(spec, cfg, shared, ALL_STAGES, out)
+        self.offer(spec, cfg, shared, shared.event(), ALL_STAGES, out)
     }
 
     /// [`SequenceState::process_shared`] knowing that only the stages set
     /// in `may_match` (bit `i`: stage `i`, [`UNTIL_BIT`]: `until`) can match
-    /// the event: the others are not evaluated.
-    pub fn offer(
+    /// the event: the others are not evaluated. Filters read the event
+    /// through `fields` (the same event, perhaps with memoized tests).
+    pub fn offer<F: EventFields + ?Sized>(
         &mut self,
         spec: &SequenceSpec,
         cfg: &CorrelatorConfig,
         shared: &SharedEvent<'_>,
+        fields: &F,
         may_match: u128,
         out: &mut Vec<Match>,
     ) {
@@ -311,37 +313,55 @@ impl SequenceState {
         let serial = self.arrivals;
         self.arrivals += 1;
         self.watermark = self.watermark.max(e.timestamp_ns);
-        let expired = self.expire(spec, cfg);
-        if may_match == 0 {
-            // Nothing was added: only expiry can have made the bookkeeping
-            // worth compacting.
-            if expired {
-                self.enforce_bound(cfg);
-            }
-            return;
+        let changed = self.expire(spec, cfg);
+        let changed = may_match != 0
+            && self.match_stages(spec, cfg, shared, fields, may_match, serial, out)
+            || changed;
+        // The bound and the bookkeeping only need a look after a change.
+        if changed {
+            self.enforce_bound(cfg);
         }
+    }
+
+    /// Offers the event to the stages in `may_match`; whether a partial may
+    /// have been added, advanced or removed.
+    #[allow(clippy::too_many_arguments)]
+    fn match_stages<F: EventFields + ?Sized>(
+        &mut self,
+        spec: &SequenceSpec,
+        cfg: &CorrelatorConfig,
+        shared: &SharedEvent<'_>,
+        fields: &F,
+        may_match: u128,
+        serial: u64,
+        out: &mut Vec<Match>,
+    ) -> bool {
+        let e = shared.event();
+        let mut changed = false;
         if let Some(until) = spec
             .until
             .as_ref()
             .filter(|_| may_match & 1 << UNTIL_BIT != 0)
         {
-            if until.filter.matches(e) {
+            if until.filter.matches(fields) {
                 if let Some(key) = until.key_hash(e) {
                     for stage in &mut self.waiting {
                         stage.remove(&key);
                     }
+                    changed = true;
                 }
             }
         }
         let last = spec.stages.len() - 1;
         for i in (0..=last).rev() {
             let stage = &spec.stages[i];
-            if may_match & 1 << i == 0 || !stage.filter.matches(e) {
+            if may_match & 1 << i == 0 || !stage.filter.matches(fields) {
                 continue;
             }
             let Some(key) = stage.key_hash(e) else {
                 continue;
             };
+            changed = true;
             if i == 0 {
                 let partial = Partial {
                     id: self.next_id,
@@ -365,7 +385,7 @@ impl SequenceState {
                 );
             }
         }
-        self.enforce_bound(cfg);
+        changed
     }
 
     /// Tries to extend the partial waiting before stage `i` with `e`, which
@@ -454,6 +474,23 @@ impl SequenceState {
         }
     }
 
+    /// Raises the watermark to `watermark`: the time of events of the
+    /// rule's categories that were not offered (no stage could match them).
+    pub fn raise_watermark(&mut self, watermark: i64) {
+        self.watermark = self.watermark.max(watermark);
+    }
+
+    /// The time `expire` next has work: it drops a held event or a partial
+    /// once the watermark less the reorder window passes this.
+    pub fn due(&self, spec: &SequenceSpec) -> i64 {
+        let late = self.late.order.front().map_or(i64::MAX, |(_, ts, ..)| *ts);
+        let open = match (spec.maxspan_ns, self.order.front()) {
+            (Some(span), Some((_, first_ts, _))) => first_ts.saturating_add(span),
+            _ => i64::MAX,
+        };
+        late.min(open)
+    }
+
     /// Drops what the watermark has passed; whether any partial's
     /// bookkeeping went with it.
     fn expire(&mut self, spec: &SequenceSpec, cfg: &CorrelatorConfig) -> bool {
@@ -532,17 +569,18 @@ impl QueryState {
 
     /// Offers an event that can only match the stages set in `may_match`
     /// (see [`SequenceState::offer`]).
-    pub fn process(
+    pub fn process<F: EventFields + ?Sized>(
         &mut self,
         q: &CompiledQuery,
         cfg: &CorrelatorConfig,
         shared: &SharedEvent<'_>,
+        fields: &F,
         may_match: u128,
         out: &mut Vec<Match>,
     ) {
         match (self, q) {
             (QueryState::Filter, CompiledQuery::Event(f)) => {
-                if may_match & 1 != 0 && f.matches(shared.event()) {
+                if may_match & 1 != 0 && f.matches(fields) {
                     out.push(Match {
                         events: vec![shared.arc()],
                         key: Vec::new(),
@@ -550,7 +588,7 @@ impl QueryState {
                 }
             }
             (QueryState::Sequence(state), CompiledQuery::Sequence(spec)) => {
-                state.offer(spec, cfg, shared, may_match, out)
+                state.offer(spec, cfg, shared, fields, may_match, out)
             }
             _ => unreachable!("QueryState is always built from the same query"),
         }

@@ -6,6 +6,7 @@
 //! rule never keeps the others from loading. rhai runs again only when a
 //! rule with an `on_match` hook matches.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,8 @@ use crate::correlate::{
 };
 use crate::dispatch::StageIndex;
 use crate::event::{Category, Event};
+use crate::query::memo::{MemoEvent, TextMemo};
+use crate::query::EventFields;
 use crate::query::{self, CompiledQuery};
 
 /// Where a rule file came from: shipped rules may be overridden by id.
@@ -633,10 +636,16 @@ fn apply_hook_result(alert: &mut Alert, mut map: Map) {
     }
 }
 
+/// Remembered string-test answers: a few hundred kilobytes at most.
+const MEMO_SLOTS: usize = 4096;
+
 /// Runs a [`RuleSet`] over events, keeping per-rule sequence state.
 pub struct Correlator {
     rules: Arc<RuleSet>,
     states: Vec<QueryState>,
+    /// Per rule, beside `states` so rules an event cannot match are passed
+    /// over without touching their state.
+    clocks: Vec<Clock>,
     config: CorrelatorConfig,
     matches: Vec<Match>,
     events_seen: u64,
@@ -646,6 +655,73 @@ pub struct Correlator {
     /// Per rule, the stages the current event may match (from the index);
     /// all zero between events.
     may_match: Vec<u128>,
+    /// Answers of costly string tests by text (with the index).
+    memo: Option<RefCell<TextMemo>>,
+}
+
+/// The parts of a [`Correlator`] one event goes through.
+struct Lanes<'c> {
+    rules: &'c RuleSet,
+    states: &'c mut [QueryState],
+    clocks: &'c mut [Clock],
+    config: &'c CorrelatorConfig,
+    matches: &'c mut Vec<Match>,
+    /// The stages the index marked (`None`: evaluate all).
+    may_match: Option<&'c mut [u128]>,
+}
+
+impl Lanes<'_> {
+    fn offer<F: EventFields + ?Sized>(
+        &mut self,
+        shared: &SharedEvent<'_>,
+        fields: &F,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let rules = self.rules;
+        let e = shared.event();
+        for &idx in rules.candidates(e.event.category) {
+            let may_match = match &mut self.may_match {
+                Some(marked) => std::mem::take(&mut marked[idx]),
+                None => ALL_STAGES,
+            };
+            // An event no stage can match only moves the rule's clock, and
+            // expiry has nothing to do before the clock passes `due`.
+            let clock = &mut self.clocks[idx];
+            clock.watermark = clock.watermark.max(e.timestamp_ns);
+            let horizon = clock
+                .watermark
+                .saturating_sub(self.config.reorder_window_ns);
+            if may_match == 0 && clock.due >= horizon {
+                continue;
+            }
+            match (&mut self.states[idx], &rules.rules[idx].query) {
+                (QueryState::Sequence(state), CompiledQuery::Sequence(spec)) => {
+                    state.raise_watermark(clock.watermark);
+                    state.offer(spec, self.config, shared, fields, may_match, self.matches);
+                    clock.due = state.due(spec);
+                }
+                (state, query) => {
+                    state.process(query, self.config, shared, fields, may_match, self.matches)
+                }
+            }
+            if self.matches.is_empty() {
+                continue;
+            }
+            for m in self.matches.drain(..) {
+                if let Some(alert) = rules.make_alert(idx, m) {
+                    alerts.push(alert);
+                }
+            }
+        }
+    }
+}
+
+/// A rule's event time: the newest event of its categories, and when its
+/// expiry next has work ([`crate::correlate::SequenceState::due`]).
+#[derive(Clone, Copy)]
+struct Clock {
+    watermark: i64,
+    due: i64,
 }
 
 /// Per-rule counters.
@@ -660,12 +736,14 @@ impl Correlator {
         let index = StageIndex::new(rules.rules.iter().map(|r| &r.query));
         Correlator {
             index: Some(index),
+            memo: Some(RefCell::new(TextMemo::new(MEMO_SLOTS))),
             ..Correlator::unindexed(rules, config)
         }
     }
 
     /// A correlator that evaluates every stage of every rule of the event's
-    /// category: slower, for checking that [`Correlator::new`] agrees.
+    /// category, every test afresh: slower, for checking that
+    /// [`Correlator::new`] agrees.
     pub fn unindexed(rules: Arc<RuleSet>, config: CorrelatorConfig) -> Correlator {
         let states = rules
             .rules
@@ -674,12 +752,20 @@ impl Correlator {
             .collect();
         Correlator {
             may_match: vec![0; rules.len()],
+            clocks: vec![
+                Clock {
+                    watermark: i64::MIN,
+                    due: i64::MAX,
+                };
+                rules.len()
+            ],
             rules,
             states,
             config,
             matches: Vec::new(),
             events_seen: 0,
             index: None,
+            memo: None,
         }
     }
 
@@ -700,33 +786,22 @@ impl Correlator {
 
     fn process_shared(&mut self, shared: &SharedEvent<'_>, alerts: &mut Vec<Alert>) {
         self.events_seen += 1;
-        let rules = Arc::clone(&self.rules);
         let e = shared.event();
-        if let Some(index) = &self.index {
-            index.mark(e, &mut self.may_match);
-        }
-        // Every rule goes through its state (to expire by the event's time),
-        // also when no stage can match.
-        for &idx in rules.candidates(e.event.category) {
-            let may_match = match self.index {
-                Some(_) => std::mem::take(&mut self.may_match[idx]),
-                None => ALL_STAGES,
-            };
-            self.states[idx].process(
-                &rules.rules[idx].query,
-                &self.config,
-                shared,
-                may_match,
-                &mut self.matches,
-            );
-            if self.matches.is_empty() {
-                continue;
+        let mut lanes = Lanes {
+            rules: &self.rules,
+            states: &mut self.states,
+            clocks: &mut self.clocks,
+            config: &self.config,
+            matches: &mut self.matches,
+            may_match: None,
+        };
+        match (&self.index, &self.memo) {
+            (Some(index), Some(memo)) => {
+                index.mark(e, &mut self.may_match);
+                lanes.may_match = Some(&mut self.may_match);
+                lanes.offer(shared, &MemoEvent { event: e, memo }, alerts)
             }
-            for m in self.matches.drain(..) {
-                if let Some(alert) = rules.make_alert(idx, m) {
-                    alerts.push(alert);
-                }
-            }
+            _ => lanes.offer(shared, e, alerts),
         }
     }
 

@@ -17,6 +17,16 @@ pub enum StrTest {
 }
 
 impl StrTest {
+    /// Whether the test may scan the text (worth remembering its answers),
+    /// unlike a comparison with a few values.
+    pub fn is_costly(&self) -> bool {
+        match self {
+            StrTest::Exact(_) | StrTest::ExactCi(_) => false,
+            StrTest::Patterns(ps) => ps.is_costly(),
+            StrTest::Regex(_) => true,
+        }
+    }
+
     pub fn matches(&self, v: &str) -> bool {
         match self {
             StrTest::Exact(values) => values.iter().any(|x| x == v),
@@ -179,11 +189,20 @@ impl Segments {
 /// The first occurrence of non-empty `needle` in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let last = hay.len().checked_sub(needle.len())?;
-    let (first, end) = (needle[0], needle[needle.len() - 1]);
-    // First and last byte before the full compare: paths have many `/`.
-    (0..=last).find(|&i| {
-        hay[i] == first && hay[i + needle.len() - 1] == end && hay[i..i + needle.len()] == *needle
-    })
+    let n = needle.len();
+    let (first, end) = (needle[0], needle[n - 1]);
+    // Scan for the first byte, then check the last before the rest: paths
+    // have many `/`. Needles are short: compare inline, not with memcmp.
+    let mut from = 0;
+    while let Some(k) = hay[from..=last].iter().position(|&b| b == first) {
+        let i = from + k;
+        let w = &hay[i..i + n];
+        if w[n - 1] == end && w.iter().zip(needle).all(|(a, b)| a == b) {
+            return Some(i);
+        }
+        from = i + 1;
+    }
+    None
 }
 
 impl PatternSet {
@@ -194,6 +213,17 @@ impl PatternSet {
 
     pub fn patterns(&self) -> &[Pattern] {
         &self.patterns
+    }
+
+    /// Whether matching may scan the text: a regex, a `*` inside a
+    /// pattern, many patterns, or the general path. A few anchored patterns
+    /// reject by length and first byte, cheaper than remembering answers.
+    fn is_costly(&self) -> bool {
+        self.ascii.as_ref().is_none_or(|set| {
+            set.complex.is_some()
+                || set.pieces.len() > 4
+                || set.pieces.iter().any(|p| !p.mids.is_empty())
+        })
     }
 
     pub fn matches(&self, v: &str) -> bool {
@@ -270,6 +300,12 @@ impl AsciiSet {
         if !self.insensitive {
             return self.matches_exact_case(v);
         }
+        // Length and first byte reject most text before it is lowered.
+        if self.complex.is_none()
+            && !self.maybe_piece(v.len(), v.first().map(u8::to_ascii_lowercase))
+        {
+            return false;
+        }
         // The patterns are lower-case: lower the text once, then compare
         // bytes exactly.
         let mut buf = [0u8; 256];
@@ -280,16 +316,20 @@ impl AsciiSet {
             heap.resize(v.len(), 0);
             &mut heap[..]
         };
-        for (d, s) in lowered.iter_mut().zip(v) {
-            *d = s.to_ascii_lowercase();
-        }
+        lowered.copy_from_slice(v);
+        lowered.make_ascii_lowercase();
         self.matches_exact_case(lowered)
     }
 
+    /// Whether some piece may match text of length `len` starting with
+    /// `first` (`None`: empty text).
+    fn maybe_piece(&self, len: usize, first: Option<u8>) -> bool {
+        self.lengths & (1 << len.min(63)) != 0
+            && first.is_none_or(|b| self.first_bytes & (1 << b) != 0)
+    }
+
     fn matches_exact_case(&self, v: &[u8]) -> bool {
-        let maybe_piece = self.lengths & (1 << v.len().min(63)) != 0
-            && v.first().is_none_or(|&b| self.first_bytes & (1 << b) != 0);
-        (maybe_piece && self.pieces.iter().any(|p| p.matches(v)))
+        (self.maybe_piece(v.len(), v.first().copied()) && self.pieces.iter().any(|p| p.matches(v)))
             || self.complex.as_ref().is_some_and(|re| re.is_match(v))
     }
 }

@@ -120,3 +120,129 @@ impl EventFields for MemoView<'_, '_, '_> {
         }
     }
 }
+
+/// Answers of costly string tests (wildcard lists, regexes) by text, kept
+/// across events: an endpoint's process names, executables, command lines
+/// and many paths recur event after event, so most tests become a hash and
+/// a compare. Direct-mapped and fixed in size: a new answer replaces
+/// whatever shared its slot, so memory stays bounded.
+pub struct TextMemo {
+    slots: Vec<Slot>,
+    hasher: ahash::RandomState,
+}
+
+#[derive(Default)]
+struct Slot {
+    hash: u64,
+    /// The test's address; 0 in a free slot.
+    test: usize,
+    text: Vec<u8>,
+    answer: bool,
+}
+
+/// Longer text is tested every time: long command lines rarely recur.
+const MEMO_MAX_TEXT: usize = 256;
+
+impl TextMemo {
+    /// A memo of `slots` answers (rounded up to a power of two).
+    pub fn new(slots: usize) -> TextMemo {
+        TextMemo {
+            slots: (0..slots.next_power_of_two())
+                .map(|_| Slot::default())
+                .collect(),
+            hasher: ahash::RandomState::new(),
+        }
+    }
+
+    /// `test.matches(text)`, from the memo when it is there.
+    pub fn matches(&mut self, test: &StrTest, text: &str) -> bool {
+        if text.len() > MEMO_MAX_TEXT || !test.is_costly() {
+            return test.matches(text);
+        }
+        let addr = test as *const StrTest as usize;
+        let hash = self.hasher.hash_one((addr, text.as_bytes()));
+        let mask = self.slots.len() - 1;
+        let slot = &mut self.slots[hash as usize & mask];
+        if slot.hash == hash && slot.test == addr && slot.text == text.as_bytes() {
+            return slot.answer;
+        }
+        let answer = test.matches(text);
+        slot.hash = hash;
+        slot.test = addr;
+        slot.text.clear();
+        slot.text.extend_from_slice(text.as_bytes());
+        slot.answer = answer;
+        answer
+    }
+}
+
+/// An [`crate::Event`] whose costly string tests go through a [`TextMemo`].
+/// Tests are told apart by address: the memo must only serve the tests of
+/// one set of compiled queries that outlives it (or be cleared).
+pub struct MemoEvent<'a> {
+    pub event: &'a crate::Event,
+    pub memo: &'a RefCell<TextMemo>,
+}
+
+impl EventFields for MemoEvent<'_> {
+    #[inline]
+    fn field(&self, f: FieldId) -> FieldValue<'_> {
+        self.event.field(f)
+    }
+    fn category(&self) -> Category {
+        self.event.event.category
+    }
+    fn timestamp_ns(&self) -> i64 {
+        self.event.timestamp_ns
+    }
+    fn has_any_type(&self, types: &[EventType]) -> Option<bool> {
+        self.event.has_any_type(types)
+    }
+    fn str_test(&self, f: FieldId, test: &StrTest) -> Option<bool> {
+        match self.event.field(f) {
+            FieldValue::Str(s) => Some(self.memo.borrow_mut().matches(test, s)),
+            other => other.any_str(|s| test.matches(s)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::matchers::{Pattern, PatternSet};
+
+    #[test]
+    fn text_memo_answers_as_the_test_does_even_when_slots_collide() {
+        let set = |pats: &[&str]| {
+            StrTest::Patterns(PatternSet::new(
+                pats.iter().map(|p| Pattern::wildcard(p, true)).collect(),
+            ))
+        };
+        let tests = [
+            set(&["*curl *", "*wget *", "*base64*"]),
+            set(&["/Users/*/Downloads/*", "/tmp/*"]),
+            StrTest::Regex(regex::Regex::new("^(?:.*sh)$").expect("valid regex")),
+            set(&["bash"]),
+        ];
+        let long = "x".repeat(MEMO_MAX_TEXT + 1) + "sh";
+        let texts = [
+            "curl -s x",
+            "/usr/bin/CURL -o a",
+            "/Users/bob/Downloads/a.pkg",
+            "/tmp/x",
+            "zsh",
+            "bash",
+            "",
+            long.as_str(),
+        ];
+        // Two slots: nearly every answer replaces another.
+        let mut memo = TextMemo::new(2);
+        for _ in 0..3 {
+            for t in &tests {
+                for text in texts {
+                    assert_eq!(memo.matches(t, text), t.matches(text), "{t:?} on {text:?}");
+                }
+            }
+        }
+    }
+}
