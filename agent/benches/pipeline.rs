@@ -47,6 +47,8 @@ fn main() {
                 .expect("outputs"),
             status_path: None,
             seed_process_table: false,
+            window_max_events: 50,
+            idle_nap: std::time::Duration::from_millis(50),
         },
         rules,
         counters,

@@ -89,6 +89,9 @@ pub struct RulesSection {
 pub struct QueueSection {
     /// Events buffered between sources and the pipeline; beyond it events are dropped and counted.
     pub capacity: usize,
+    /// How long the idle pipeline lets events gather before it takes them
+    /// as one batch: the longest an event waits, traded against CPU.
+    pub batch_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,7 +216,10 @@ impl Default for RulesSection {
 
 impl Default for QueueSection {
     fn default() -> Self {
-        QueueSection { capacity: 65_536 }
+        QueueSection {
+            capacity: 65_536,
+            batch_ms: 100,
+        }
     }
 }
 
@@ -283,6 +289,9 @@ impl Config {
         }
         if self.queue.capacity == 0 || self.queue.capacity > 10_000_000 {
             errs.push("queue.capacity must be between 1 and 10000000".into());
+        }
+        if !(1..=1000).contains(&self.queue.batch_ms) {
+            errs.push("queue.batch_ms must be between 1 and 1000".into());
         }
         if self.correlator.max_open_per_rule == 0 {
             errs.push("correlator.max_open_per_rule must be at least 1".into());

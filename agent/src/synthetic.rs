@@ -81,6 +81,28 @@ impl Default for SyntheticConfig {
     }
 }
 
+/// A program's strings that never change, made once: formatting them for
+/// every event would make the generator, not the agent, what a footprint
+/// benchmark measures.
+struct ProgramStrings {
+    argv: Vec<String>,
+    command_line: String,
+    cdhash: String,
+}
+
+impl ProgramStrings {
+    fn of(program: usize) -> ProgramStrings {
+        let (_, exe, _, _, args) = PROGRAMS[program];
+        let mut argv = vec![exe.to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        ProgramStrings {
+            command_line: argv.join(" "),
+            argv,
+            cdhash: format!("{:040x}", (program as u128 + 1) * 0x9e37_79b9_7f4a_7c15),
+        }
+    }
+}
+
 struct Live {
     pid: u32,
     entity_id: String,
@@ -93,6 +115,7 @@ pub struct Synthetic {
     now: i64,
     next_pid: u32,
     live: Vec<Live>,
+    programs: Vec<ProgramStrings>,
     queue: std::collections::VecDeque<Event>,
     made: u64,
     chains_planted: u64,
@@ -108,6 +131,7 @@ impl Synthetic {
             now,
             next_pid: 400,
             live: Vec::new(),
+            programs: (0..PROGRAMS.len()).map(ProgramStrings::of).collect(),
             queue: Default::default(),
             made: 0,
             chains_planted: 0,
@@ -154,16 +178,15 @@ impl Synthetic {
 
     fn process_of(&self, idx: usize) -> Process {
         let l = &self.live[idx];
-        let (name, exe, signing, team, args) = PROGRAMS[l.program];
-        let mut argv = vec![exe.to_string()];
-        argv.extend(args.iter().map(|a| a.to_string()));
+        let (name, exe, signing, team, _) = PROGRAMS[l.program];
+        let strings = &self.programs[l.program];
         Process {
             pid: Some(l.pid),
             entity_id: Some(l.entity_id.clone()),
             name: Some(name.into()),
             executable: Some(exe.into()),
-            command_line: Some(argv.join(" ")),
-            args: argv,
+            command_line: Some(strings.command_line.clone()),
+            args: strings.argv.clone(),
             working_directory: Some("/Users/alex".into()),
             code_signature: CodeSignature {
                 signing_id: Some(signing.into()),
@@ -172,10 +195,7 @@ impl Synthetic {
                 platform_binary: Some(team.is_empty()),
             },
             hash: Hash {
-                cdhash: Some(format!(
-                    "{:040x}",
-                    (l.program as u128 + 1) * 0x9e37_79b9_7f4a_7c15
-                )),
+                cdhash: Some(strings.cdhash.clone()),
                 sha256: None,
             },
             exit_code: None,

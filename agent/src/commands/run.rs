@@ -183,11 +183,12 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
                 cfg.source.kind,
                 SourceKind::Linux | SourceKind::Eslogger | SourceKind::EndpointSecurity
             ),
+            window_max_events: cfg.alerts.window_max_events,
+            idle_nap: Duration::from_millis(cfg.queue.batch_ms),
         },
         Arc::new(loaded.rules),
         queue_counters,
     )?
-    .with_window_max_events(cfg.alerts.window_max_events)
     .with_control(control_rx);
     let pipeline = match &sink_set {
         Some(s) => pipeline.with_sinks(s.monitor()),

@@ -1,10 +1,12 @@
 //! The pipeline thread: takes events off the queue, enriches them from the
-//! process table, appends them to the spool and runs the correlator; alerts
-//! go to the alert outputs. Each stage counts what it did for `status`.
+//! process table and runs the correlator, and hands every event to the
+//! spool thread ([`spool_thread`]), which writes the spool on the other
+//! core; alerts go to the alert outputs. Each stage counts what it did for
+//! `status`.
 //!
 //! Alerts are committed in groups: those raised while the queue has more
 //! events wait (until it is empty, at most 100 ms or 256 alerts) so that
-//! one outbox fsync and one spool seal serve them all. The loop also
+//! one outbox fsync serves them all. The loop also
 //! answers the control socket between events (the pipeline owns the
 //! process table and correlator).
 //!
@@ -19,6 +21,7 @@ pub mod outputs;
 pub mod process_table;
 pub mod queue;
 mod recent;
+pub mod spool_thread;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -35,7 +38,7 @@ use dsl::Event;
 use serde::Serialize;
 use spool::{SpoolConfig, SpoolReader};
 
-use crate::control::context::{alert_window, AlertSummary, EntityTable, Lookup, MAX_WINDOW_NS};
+use crate::control::context::{AlertSummary, EntityTable, Lookup, MAX_WINDOW_NS};
 use crate::control::ControlRequest;
 use crate::event_store::EventSpool;
 use crate::outbox::OutboxStatus;
@@ -43,10 +46,7 @@ use crate::sinks::{SinkMonitor, SinkStatus};
 use outputs::AlertOutputs;
 use process_table::ProcessTable;
 use queue::QueueCounters;
-
-/// How long the idle pipeline sleeps before looking at the queue again:
-/// the most an event waits before processing starts.
-const IDLE_NAP: Duration = Duration::from_millis(20);
+use spool_thread::{SpoolThread, WindowReply, WindowRequest};
 
 /// Counters shared with the status writer.
 #[derive(Debug, Default)]
@@ -67,6 +67,11 @@ pub struct PipelineConfig {
     /// Where `status.json` is written every couple of seconds.
     pub status_path: Option<PathBuf>,
     pub seed_process_table: bool,
+    /// At most this many spool events in an alert's `window:` context (0: none).
+    pub window_max_events: usize,
+    /// How long the idle pipeline sleeps before looking at the queue again:
+    /// the most an event waits before processing starts.
+    pub idle_nap: Duration,
 }
 
 /// A snapshot for `vigil status`.
@@ -153,7 +158,8 @@ pub struct RuleStatus {
 
 pub struct Pipeline {
     table: ProcessTable,
-    spool: Option<EventSpool>,
+    /// Spooling and `window:` context run on their own thread.
+    spool: SpoolThread,
     correlator: Correlator,
     outputs: AlertOutputs,
     counters: Arc<PipelineCounters>,
@@ -164,13 +170,14 @@ pub struct Pipeline {
     correlator_cfg: CorrelatorConfig,
     /// Raised, not yet committed to the outputs.
     pending: Vec<Alert>,
+    /// Windows asked of the spool thread for `pending[i]`.
+    pending_windows: Vec<(usize, WindowReply)>,
     pending_since: Option<Instant>,
     spool_path: Option<PathBuf>,
-    /// Recent events: `window:` context without reading the spool back.
-    recent_events: recent::RecentEvents,
-    /// Reads `window:` context back from the spool when memory cannot tell.
-    window_reader: Option<SpoolReader>,
+    /// Reads the spool's extent for `status`.
+    status_reader: Option<SpoolReader>,
     window_max_events: usize,
+    idle_nap: Duration,
     recent: VecDeque<AlertSummary>,
     control: Option<Receiver<ControlRequest>>,
     sinks: Option<SinkMonitor>,
@@ -191,27 +198,38 @@ impl Pipeline {
         let spool_path = cfg.spool.as_ref().map(|(p, _)| p.clone());
         let spool = cfg
             .spool
-            .map(|(path, sc)| EventSpool::open(&path, sc))
+            .map(|(path, sc)| EventSpool::open(&path, sc).map(|s| (s, path)))
             .transpose()?;
         // Events of an earlier run are in the spool but not in memory.
-        let spool_had_events = spool.as_ref().is_some_and(EventSpool::had_earlier_events);
+        let spool_had_events = spool
+            .as_ref()
+            .is_some_and(|(s, _)| EventSpool::had_earlier_events(s));
+        let counters = Arc::<PipelineCounters>::default();
+        let window_max_events = cfg.window_max_events;
+        let spool = SpoolThread::start(
+            spool,
+            recent::RecentEvents::new(RECENT_EVENTS, spool_had_events),
+            window_max_events,
+            Arc::clone(&counters),
+        )?;
         Ok(Pipeline {
             table,
             spool,
             correlator: Correlator::new(rules, cfg.correlator),
             outputs: cfg.outputs,
-            counters: Arc::default(),
+            counters,
             queue,
             status_path: cfg.status_path,
             started: Instant::now(),
             alerts: Vec::new(),
             correlator_cfg: cfg.correlator,
             pending: Vec::new(),
+            pending_windows: Vec::new(),
             pending_since: None,
             spool_path,
-            recent_events: recent::RecentEvents::new(RECENT_EVENTS, spool_had_events),
-            window_reader: None,
-            window_max_events: 50,
+            status_reader: None,
+            window_max_events,
+            idle_nap: cfg.idle_nap,
             recent: VecDeque::new(),
             control: None,
             sinks: None,
@@ -226,12 +244,6 @@ impl Pipeline {
         self
     }
 
-    /// At most this many spool events in an alert's `window:` context (0: none).
-    pub fn with_window_max_events(mut self, n: usize) -> Pipeline {
-        self.window_max_events = n;
-        self
-    }
-
     /// Show these sinks' delivery and backlog in `status`.
     pub fn with_sinks(mut self, m: SinkMonitor) -> Pipeline {
         self.sinks = Some(m);
@@ -243,34 +255,28 @@ impl Pipeline {
     }
 
     /// Enrich, spool, correlate, emit: everything one event goes through.
-    pub fn handle(&mut self, mut e: Event) {
-        self.table.observe(&mut e);
-        // Shared by the recent-events ring and the correlator: no copies.
-        let e = Arc::new(e);
-        if let Some(spool) = self.spool.as_mut() {
-            match spool.append(&e) {
-                Ok(()) => self.counters.spooled.fetch_add(1, Ordering::Relaxed),
-                Err(err) => {
-                    // A record that cannot be stored must not stop detection.
-                    tracing::warn!(error = %err, "spool append failed");
-                    self.counters.spool_errors.fetch_add(1, Ordering::Relaxed)
-                }
-            };
-        }
+    pub fn handle(&mut self, mut e: Arc<Event>) {
+        // The queue's Arc is the only reference until here; a shared one
+        // (never from the queue) is copied once to be enriched.
+        self.table.observe(Arc::make_mut(&mut e));
+        // Shared by the spool thread and the correlator: no copies.
         self.correlator.process_arc(&e, &mut self.alerts);
-        if self.window_max_events > 0 {
-            self.recent_events.push(e);
-        }
+        // Before any window request of this event's alerts: the spool
+        // thread answers them with this event in its ring.
+        self.spool.push(e);
         self.counters.processed.fetch_add(1, Ordering::Relaxed);
         for mut alert in self.alerts.drain(..) {
             // Ancestry now: the table may forget these processes by commit time.
             if alert.context_requests.iter().any(|c| c == "ancestry") {
                 attach_ancestry(&self.table, &mut alert);
             }
-            // The window too, while the ring still holds the events before
-            // the match; what it cannot answer is read from the spool at commit.
+            // The window too, while the spool thread's ring still holds the
+            // events before the match; the answer is collected at commit.
             if self.window_max_events > 0 {
-                window_from_memory(&self.recent_events, self.window_max_events, &mut alert);
+                if let Some(request) = window_request_of(&alert) {
+                    let reply = self.spool.window(request);
+                    self.pending_windows.push((self.pending.len(), reply));
+                }
             }
             self.counters.alerts.fetch_add(1, Ordering::Relaxed);
             self.pending_since.get_or_insert_with(Instant::now);
@@ -287,8 +293,11 @@ impl Pipeline {
         if self.pending.is_empty() {
             return;
         }
-        if self.window_max_events > 0 && self.pending.iter().any(needs_window) {
-            self.attach_windows();
+        for (i, reply) in self.pending_windows.drain(..) {
+            // A closed channel (the spool thread is gone) leaves no window.
+            if let Ok(Some(window)) = reply.recv() {
+                self.pending[i].enrichments.insert("window".into(), window);
+            }
         }
         let alerts = std::mem::take(&mut self.pending);
         self.pending_since = None;
@@ -304,54 +313,21 @@ impl Pipeline {
         }
     }
 
-    /// The reader of this pipeline's spool, refreshed to see every sealed block.
-    fn spool_reader(&mut self) -> Option<&SpoolReader> {
+    /// A reader of this pipeline's spool, refreshed to see every sealed block.
+    fn status_reader(&mut self) -> Option<&SpoolReader> {
         let path = self.spool_path.as_ref()?;
         // A reader that fails to refresh is dropped and opened afresh next time.
-        let reader = match self.window_reader.take() {
+        let reader = match self.status_reader.take() {
             Some(mut r) => r.refresh().map(|()| r),
             None => SpoolReader::open(path),
         };
         match reader {
-            Ok(r) => Some(&*self.window_reader.insert(r)),
+            Ok(r) => Some(&*self.status_reader.insert(r)),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the spool back");
                 None
             }
         }
-    }
-
-    /// Attaches the host's events before each match that memory could not
-    /// answer, from the spool (after sealing its open batch, so the events
-    /// that led to the alert are readable).
-    fn attach_windows(&mut self) {
-        if let Some(spool) = self.spool.as_mut() {
-            if let Err(err) = spool.flush() {
-                tracing::warn!(error = %err, "spool flush for alert context failed");
-            }
-        }
-        let max = self.window_max_events;
-        let mut pending = std::mem::take(&mut self.pending);
-        if let Some(reader) = self.spool_reader() {
-            for alert in pending.iter_mut().filter(|a| needs_window(a)) {
-                let Some(window_ns) = window_request(alert) else {
-                    continue;
-                };
-                let host = alert_host(alert);
-                let start = alert.first_timestamp_ns.saturating_sub(window_ns);
-                let found = alert_window(
-                    reader,
-                    host.as_deref(),
-                    alert.first_timestamp_ns,
-                    alert.timestamp_ns,
-                    window_ns,
-                    max,
-                );
-                let value = window_value(start, alert.timestamp_ns, found);
-                alert.enrichments.insert("window".into(), value);
-            }
-        }
-        self.pending = pending;
     }
 
     /// Answers one control-socket request.
@@ -360,7 +336,7 @@ impl Pipeline {
             ControlRequest::Status(reply) => {
                 let mut snap = self.snapshot(queue_depth);
                 if snap.spool.is_some() {
-                    if let Some(info) = self.spool_reader().map(|r| r.info()) {
+                    if let Some(info) = self.status_reader().map(|r| r.info()) {
                         if let Some(usage) = snap.spool.as_mut() {
                             usage.used_bytes = Some(info.used_bytes);
                             usage.oldest = info.oldest_ts.map(dsl::time::format_rfc3339);
@@ -377,10 +353,8 @@ impl Pipeline {
             } => {
                 // The newest alerts and events must be findable.
                 self.commit_alerts();
-                if let Some(spool) = self.spool.as_mut() {
-                    if let Err(err) = spool.flush() {
-                        tracing::warn!(error = %err, "spool flush for context failed");
-                    }
+                if let Err(err) = self.spool.flush() {
+                    tracing::warn!(error = %format!("{err:#}"), "spool flush for context failed");
                 }
                 let alert =
                     alert_id.and_then(|id| self.recent.iter().rev().find(|a| a.id == id).cloned());
@@ -414,13 +388,8 @@ impl Pipeline {
         }
     }
 
-    /// Time-driven work: seal the spool batch, write status.
+    /// Time-driven work: write status (the spool thread seals on its own).
     pub fn tick(&mut self, queue_depth: usize) {
-        if let Some(spool) = self.spool.as_mut() {
-            if let Err(err) = spool.seal_if_due() {
-                tracing::warn!(error = %err, "spool seal failed");
-            }
-        }
         // status.json is the fallback of `vigil status` when the socket is
         // down: every 2 s is fresh enough and keeps an idle agent idle.
         let due = self
@@ -465,20 +434,7 @@ impl Pipeline {
                 })
                 .collect(),
             rules_reloads: self.rules_reloads,
-            spool: self.spool.as_ref().map(|s| {
-                let w = s.writer();
-                let st = w.stats();
-                SpoolUsage {
-                    path: w.path().to_path_buf(),
-                    capacity_bytes: w.capacity(),
-                    blocks_written: st.blocks_written,
-                    records_written: st.records_written,
-                    compressed_bytes: st.compressed_bytes,
-                    blocks_overwritten: st.blocks_overwritten,
-                    pending_records: st.pending_records,
-                    ..SpoolUsage::default()
-                }
-            }),
+            spool: self.spool.usage(),
             outbox: self
                 .sinks
                 .as_ref()
@@ -491,9 +447,7 @@ impl Pipeline {
     /// Seals the spool and flushes outputs (clean shutdown).
     pub fn finish(&mut self) -> Result<()> {
         self.commit_alerts();
-        if let Some(spool) = self.spool.as_mut() {
-            spool.flush()?;
-        }
+        self.spool.finish()?;
         self.outputs.flush()?;
         // The last status.json says how the run ended, whenever it was written.
         self.status_written = None;
@@ -504,7 +458,7 @@ impl Pipeline {
     /// Runs until `stop` is set and the queue is drained.
     pub fn run(
         mut self,
-        rx: Receiver<Box<Event>>,
+        rx: Receiver<Arc<Event>>,
         stop: Arc<AtomicBool>,
     ) -> Result<StatusSnapshot> {
         let mut last_tick = Instant::now();
@@ -513,15 +467,17 @@ impl Pipeline {
         let mut control = self.control.take();
         loop {
             // Busy: events back to back. Idle: commit what waits, then nap
-            // for IDLE_NAP (or until a control request) and take whatever
+            // for `idle_nap` (or until a control request) and take whatever
             // arrived meanwhile as one batch. Napping instead of blocking on
             // the queue means sources never pay for waking this thread, and
-            // at a few thousand events/s the agent wakes ~50 times a second
-            // instead of once per event.
+            // at a few thousand events/s the agent wakes ~20 times a second
+            // instead of once per event, with warm caches for a whole batch.
             match rx.try_recv() {
-                Ok(e) => self.handle(*e),
+                Ok(e) => self.handle(e),
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
+                    // Nothing waits for a batch to fill while the pipeline naps.
+                    self.spool.send_batch();
                     self.commit_alerts();
                     let control_rx = control.as_ref().unwrap_or(&never);
                     crossbeam::select! {
@@ -530,7 +486,7 @@ impl Pipeline {
                             // The control server is gone: stop polling it.
                             Err(_) => control = None,
                         },
-                        default(IDLE_NAP) => {}
+                        default(self.idle_nap) => {}
                     }
                 }
             }
@@ -566,7 +522,7 @@ impl Pipeline {
             if stop.load(Ordering::Relaxed) {
                 // Drain what the sources already handed over.
                 while let Ok(e) = rx.try_recv() {
-                    self.handle(*e);
+                    self.handle(e);
                 }
                 break;
             }
@@ -576,23 +532,14 @@ impl Pipeline {
     }
 }
 
-/// `enrichments.window` from the recent-events ring, if it can tell.
-fn window_from_memory(recent: &recent::RecentEvents, max: usize, alert: &mut Alert) {
-    let Some(window_ns) = window_request(alert) else {
-        return;
-    };
-    let host = alert_host(alert);
-    let start = alert.first_timestamp_ns.saturating_sub(window_ns);
-    let end = alert.timestamp_ns;
-    if let Some(found) = recent.window(host.as_deref(), start, end, max) {
-        let value = window_value(start, end, Ok(found));
-        alert.enrichments.insert("window".into(), value);
-    }
-}
-
-/// Asks for a window and has none yet.
-fn needs_window(alert: &Alert) -> bool {
-    window_request(alert).is_some() && !alert.enrichments.contains_key("window")
+/// What the spool thread must look up for an alert's `window:` context.
+fn window_request_of(alert: &Alert) -> Option<WindowRequest> {
+    Some(WindowRequest {
+        window_ns: window_request(alert)?,
+        host: alert_host(alert),
+        first_ns: alert.first_timestamp_ns,
+        last_ns: alert.timestamp_ns,
+    })
 }
 
 fn alert_host(alert: &Alert) -> Option<String> {
@@ -603,7 +550,7 @@ fn alert_host(alert: &Alert) -> Option<String> {
 }
 
 /// `enrichments.window` of an alert.
-fn window_value(
+pub(crate) fn window_value(
     start: i64,
     end: i64,
     found: Result<(Vec<Event>, bool), spool::SpoolError>,

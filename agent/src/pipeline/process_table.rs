@@ -3,7 +3,8 @@
 //! the parent and entity-id fields sources could not, and answers ancestry
 //! questions for alerts and context requests.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 use dsl::event::{Category, EventType, Process};
 use dsl::Event;
@@ -28,10 +29,15 @@ pub struct ProcInfo {
 const EXITED_KEPT: usize = 4096;
 const MAX_ANCESTRY: usize = 64;
 
+/// A fast keyed hash: every event looks processes up here.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
 pub struct ProcessTable {
     host_tag: String,
-    live: HashMap<u32, ProcInfo>,
-    by_entity: HashMap<String, ProcInfo>,
+    /// Both maps share each process's one `Arc`: an exec costs one copy
+    /// of the event's strings, not three.
+    live: HashMap<u32, Arc<ProcInfo>>,
+    by_entity: HashMap<String, Arc<ProcInfo>>,
     exited: VecDeque<String>,
 }
 
@@ -39,8 +45,8 @@ impl ProcessTable {
     pub fn new(host_id: &str) -> ProcessTable {
         ProcessTable {
             host_tag: host_id.chars().take(8).collect(),
-            live: HashMap::new(),
-            by_entity: HashMap::new(),
+            live: HashMap::default(),
+            by_entity: HashMap::default(),
             exited: VecDeque::new(),
         }
     }
@@ -93,16 +99,18 @@ impl ProcessTable {
     }
 
     fn insert(&mut self, info: ProcInfo) {
-        self.by_entity.insert(info.entity_id.clone(), info.clone());
+        let info = Arc::new(info);
+        self.by_entity
+            .insert(info.entity_id.clone(), Arc::clone(&info));
         self.live.insert(info.pid, info);
     }
 
     pub fn by_pid(&self, pid: u32) -> Option<&ProcInfo> {
-        self.live.get(&pid)
+        self.live.get(&pid).map(|p| &**p)
     }
 
     pub fn by_entity(&self, entity_id: &str) -> Option<&ProcInfo> {
-        self.by_entity.get(entity_id)
+        self.by_entity.get(entity_id).map(|p| &**p)
     }
 
     /// Fills missing process/parent fields from the table, then learns from
@@ -114,7 +122,7 @@ impl ProcessTable {
             if let (Some(ppid), Some(peid)) = (parent.pid, parent.entity_id.as_deref()) {
                 if let Some(known) = self.live.get(&ppid) {
                     if known.entity_id != peid {
-                        let mut info = known.clone();
+                        let mut info = ProcInfo::clone(known);
                         info.entity_id = peid.to_string();
                         self.insert(info);
                     }
@@ -150,7 +158,9 @@ impl ProcessTable {
         self.fill(e);
         if is_end {
             if let Some(mut info) = self.live.remove(&pid) {
-                info.exit_ns = Some(e.timestamp_ns);
+                // Out of both maps, the Arc is ours alone: no copy to change it.
+                self.by_entity.remove(&info.entity_id);
+                Arc::make_mut(&mut info).exit_ns = Some(e.timestamp_ns);
                 self.exited.push_back(info.entity_id.clone());
                 self.by_entity.insert(info.entity_id.clone(), info);
                 while self.exited.len() > EXITED_KEPT {
@@ -177,14 +187,13 @@ impl ProcessTable {
     /// The chain from `entity_id` up to the root (the process itself first).
     pub fn ancestry(&self, entity_id: &str) -> Vec<ProcInfo> {
         let mut out = Vec::new();
-        let mut cur = self.by_entity.get(entity_id).cloned();
+        let mut cur = self.by_entity.get(entity_id);
         while let Some(p) = cur {
             let next = p
                 .ppid
                 .filter(|&pp| pp != p.pid)
-                .and_then(|pp| self.live.get(&pp))
-                .cloned();
-            out.push(p);
+                .and_then(|pp| self.live.get(&pp));
+            out.push(ProcInfo::clone(p));
             if out.len() >= MAX_ANCESTRY {
                 break;
             }

@@ -1,0 +1,426 @@
+//! The spool's own thread. The pipeline thread enriches and correlates;
+//! this one encodes, compresses and writes every event to the spool, keeps
+//! the recent-events ring for `window:` context, and is where most events
+//! are finally dropped. That is about half of an event's cost, so on two
+//! cores the two halves run side by side.
+//!
+//! Everything reaches the thread through one FIFO channel, so whatever the
+//! pipeline asks comes after every event it handed over before: a window
+//! request sees the events before its match, a flush seals them all.
+//! Events travel in batches so the channel costs little per event.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
+use dsl::Event;
+use serde_json::Value;
+use spool::SpoolReader;
+
+use super::recent::RecentEvents;
+use super::{window_value, PipelineCounters, SpoolUsage};
+use crate::control::context::alert_window;
+use crate::event_store::EventSpool;
+
+/// Events per message to the spool thread.
+const BATCH: usize = 256;
+/// Messages in flight before the pipeline waits for the spool thread.
+const CHANNEL_BATCHES: usize = 64;
+/// How often an idle spool thread seals a batch that has grown old.
+const SEAL_CHECK: Duration = Duration::from_millis(250);
+
+/// The host's events before an alert's match: `[first - window, last)`.
+#[derive(Debug, Clone)]
+pub struct WindowRequest {
+    pub host: Option<String>,
+    pub first_ns: i64,
+    pub last_ns: i64,
+    pub window_ns: i64,
+}
+
+/// The answer to a window request: `enrichments.window`, or nothing when
+/// neither memory nor the spool could be read.
+pub type WindowReply = Receiver<Option<Value>>;
+
+enum SpoolMsg {
+    Events(Vec<Arc<Event>>),
+    Window(WindowRequest, Sender<Option<Value>>),
+    Flush(Sender<Result<(), String>>),
+}
+
+/// The pipeline's end of the spool thread.
+pub struct SpoolThread {
+    tx: Option<Sender<SpoolMsg>>,
+    batch: Vec<Arc<Event>>,
+    thread: Option<JoinHandle<()>>,
+    usage: Arc<Mutex<Option<SpoolUsage>>>,
+    counters: Arc<PipelineCounters>,
+}
+
+impl SpoolThread {
+    /// Starts the thread. `spool`: where events go (none: the ring only);
+    /// `recent`: the window ring (capacity 0 keeps nothing).
+    pub fn start(
+        spool: Option<(EventSpool, PathBuf)>,
+        recent: RecentEvents,
+        window_max_events: usize,
+        counters: Arc<PipelineCounters>,
+    ) -> Result<SpoolThread> {
+        let (tx, rx) = channel::bounded(CHANNEL_BATCHES);
+        let usage = Arc::new(Mutex::new(None));
+        let worker = SpoolWorker {
+            spool,
+            reader: None,
+            recent,
+            window_max_events,
+            counters: Arc::clone(&counters),
+            usage: Arc::clone(&usage),
+            deferred: Vec::new(),
+            sealed_check: Instant::now(),
+        };
+        worker.publish_usage();
+        let thread = std::thread::Builder::new()
+            .name("spool".into())
+            .spawn(move || worker.run(rx))?;
+        Ok(SpoolThread {
+            tx: Some(tx),
+            batch: Vec::with_capacity(BATCH),
+            thread: Some(thread),
+            usage,
+            counters,
+        })
+    }
+
+    /// Hands one event over (in the next batch).
+    pub fn push(&mut self, e: Arc<Event>) {
+        self.batch.push(e);
+        if self.batch.len() >= BATCH {
+            self.send_batch();
+        }
+    }
+
+    /// Sends the events collected so far (the pipeline calls this before it
+    /// naps, so nothing waits for a batch to fill).
+    pub fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let events = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let n = events.len() as u64;
+        if !self.send(SpoolMsg::Events(events)) {
+            self.counters.spool_errors.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks for an alert's window; the answer waits in the returned channel.
+    pub fn window(&mut self, request: WindowRequest) -> WindowReply {
+        self.send_batch();
+        let (tx, rx) = channel::bounded(1);
+        // A lost request leaves the reply channel closed: no window.
+        self.send(SpoolMsg::Window(request, tx));
+        rx
+    }
+
+    /// Seals every event handed over so far into the spool.
+    pub fn flush(&mut self) -> Result<()> {
+        self.send_batch();
+        let (tx, rx) = channel::bounded(1);
+        if !self.send(SpoolMsg::Flush(tx)) {
+            return Err(anyhow!("the spool thread has stopped"));
+        }
+        rx.recv()
+            .map_err(|_| anyhow!("the spool thread has stopped"))?
+            .map_err(|e| anyhow!(e))
+    }
+
+    /// The writer's figures, as of the last message the thread handled.
+    pub fn usage(&self) -> Option<SpoolUsage> {
+        self.usage.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
+    /// Flushes, then stops the thread and waits for it.
+    pub fn finish(&mut self) -> Result<()> {
+        let flushed = self.flush();
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                return Err(anyhow!("the spool thread panicked"));
+            }
+        }
+        flushed
+    }
+
+    fn send(&self, msg: SpoolMsg) -> bool {
+        match &self.tx {
+            Some(tx) if tx.send(msg).is_ok() => true,
+            _ => {
+                tracing::error!("the spool thread has stopped: events are not spooled");
+                false
+            }
+        }
+    }
+}
+
+impl Drop for SpoolThread {
+    fn drop(&mut self) {
+        self.send_batch();
+        // Closing the channel ends the thread, which seals what it holds.
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct SpoolWorker {
+    spool: Option<(EventSpool, PathBuf)>,
+    reader: Option<SpoolReader>,
+    recent: RecentEvents,
+    window_max_events: usize,
+    counters: Arc<PipelineCounters>,
+    usage: Arc<Mutex<Option<SpoolUsage>>>,
+    /// Window requests the ring could not answer: answered from the spool
+    /// once the channel is empty, with one seal for all of them.
+    deferred: Vec<(WindowRequest, Sender<Option<Value>>)>,
+    sealed_check: Instant,
+}
+
+impl SpoolWorker {
+    fn run(mut self, rx: Receiver<SpoolMsg>) {
+        loop {
+            match rx.recv_timeout(SEAL_CHECK) {
+                Ok(SpoolMsg::Events(events)) => {
+                    for e in events {
+                        self.append(e);
+                    }
+                }
+                Ok(SpoolMsg::Window(request, reply)) => self.window(request, reply),
+                Ok(SpoolMsg::Flush(reply)) => {
+                    self.answer_deferred();
+                    let _ = reply.send(self.flush().map_err(|e| format!("{e:#}")));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if rx.is_empty() {
+                self.answer_deferred();
+            }
+            if self.sealed_check.elapsed() >= SEAL_CHECK {
+                self.sealed_check = Instant::now();
+                if let Some((spool, _)) = self.spool.as_mut() {
+                    if let Err(err) = spool.seal_if_due() {
+                        tracing::warn!(error = %err, "spool seal failed");
+                    }
+                }
+            }
+            self.publish_usage();
+        }
+        self.answer_deferred();
+        if let Err(err) = self.flush() {
+            tracing::error!(error = %format!("{err:#}"), "sealing the spool at exit failed");
+        }
+        self.publish_usage();
+    }
+
+    fn append(&mut self, e: Arc<Event>) {
+        if let Some((spool, _)) = self.spool.as_mut() {
+            match spool.append(&e) {
+                Ok(()) => self.counters.spooled.fetch_add(1, Ordering::Relaxed),
+                Err(err) => {
+                    // A record that cannot be stored must not stop detection.
+                    tracing::warn!(error = %err, "spool append failed");
+                    self.counters.spool_errors.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        }
+        if self.window_max_events > 0 {
+            self.recent.push(e);
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        match self.spool.as_mut() {
+            Some((spool, _)) => spool.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// From the ring when it can tell exactly; otherwise later, from the spool.
+    fn window(&mut self, request: WindowRequest, reply: Sender<Option<Value>>) {
+        let start = request.first_ns.saturating_sub(request.window_ns);
+        let found = self.recent.window(
+            request.host.as_deref(),
+            start,
+            request.last_ns,
+            self.window_max_events,
+        );
+        match found {
+            Some(found) => {
+                let _ = reply.send(Some(window_value(start, request.last_ns, Ok(found))));
+            }
+            None => self.deferred.push((request, reply)),
+        }
+    }
+
+    fn answer_deferred(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        // The events that led to the alerts must be readable: seal them.
+        if let Err(err) = self.flush() {
+            tracing::warn!(error = %format!("{err:#}"), "spool flush for alert context failed");
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        let max = self.window_max_events;
+        let reader = self.reader();
+        for (request, reply) in deferred {
+            let value = reader.map(|r| {
+                let start = request.first_ns.saturating_sub(request.window_ns);
+                let found = alert_window(
+                    r,
+                    request.host.as_deref(),
+                    request.first_ns,
+                    request.last_ns,
+                    request.window_ns,
+                    max,
+                );
+                window_value(start, request.last_ns, found)
+            });
+            let _ = reply.send(value);
+        }
+    }
+
+    /// The reader of the spool, refreshed to see every sealed block.
+    fn reader(&mut self) -> Option<&SpoolReader> {
+        let (_, path) = self.spool.as_ref()?;
+        // A reader that fails to refresh is dropped and opened afresh next time.
+        let reader = match self.reader.take() {
+            Some(mut r) => r.refresh().map(|()| r),
+            None => SpoolReader::open(path),
+        };
+        match reader {
+            Ok(r) => Some(&*self.reader.insert(r)),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the spool back");
+                None
+            }
+        }
+    }
+
+    fn publish_usage(&self) {
+        let usage = self.spool.as_ref().map(|(s, _)| {
+            let w = s.writer();
+            let st = w.stats();
+            SpoolUsage {
+                path: w.path().to_path_buf(),
+                capacity_bytes: w.capacity(),
+                blocks_written: st.blocks_written,
+                records_written: st.records_written,
+                compressed_bytes: st.compressed_bytes,
+                blocks_overwritten: st.blocks_overwritten,
+                pending_records: st.pending_records,
+                ..SpoolUsage::default()
+            }
+        });
+        if let Ok(mut u) = self.usage.lock() {
+            *u = usage;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spool::SpoolConfig;
+
+    fn ev(host: &str, ts: i64) -> Arc<Event> {
+        let mut e = Event {
+            timestamp_ns: ts,
+            ..Default::default()
+        };
+        e.host.id = Some(host.into());
+        Arc::new(e)
+    }
+
+    fn start(dir: &std::path::Path, ring: usize) -> (SpoolThread, Arc<PipelineCounters>) {
+        let path = dir.join("t.spool");
+        let spool = EventSpool::open(
+            &path,
+            SpoolConfig {
+                capacity_bytes: 4 << 20,
+                ..SpoolConfig::default()
+            },
+        )
+        .unwrap();
+        let counters = Arc::<PipelineCounters>::default();
+        let t = SpoolThread::start(
+            Some((spool, path)),
+            RecentEvents::new(ring, false),
+            3,
+            Arc::clone(&counters),
+        )
+        .unwrap();
+        (t, counters)
+    }
+
+    fn request(first_ns: i64, last_ns: i64, window_ns: i64) -> WindowRequest {
+        WindowRequest {
+            host: Some("a".into()),
+            first_ns,
+            last_ns,
+            window_ns,
+        }
+    }
+
+    fn stamps(window: &Value) -> Vec<i64> {
+        window["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| dsl::time::parse_rfc3339(e["@timestamp"].as_str().unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn windows_come_from_the_ring_or_the_spool_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        // A ring of 7 events: it answers a window of the latest 3 only
+        // while it also holds a 4th, older one (so it knows the truncation).
+        let (mut t, counters) = start(dir.path(), 7);
+        for ts in 1..=10 {
+            t.push(ev(if ts % 5 == 0 { "b" } else { "a" }, ts * 1000));
+        }
+        // [6000 - 4000, 9000): host a's latest 3 are 6, 7, 8, and 4 is in
+        // the ring too (it holds 4..=10).
+        let from_ring = t.window(request(6000, 9000, 4000));
+        // [3000 - 1000, 4000): 2 and 3 fell out of the ring: from the spool.
+        let from_spool = t.window(request(3000, 4000, 1000));
+        let from_ring = from_ring.recv().unwrap().unwrap();
+        let from_spool = from_spool.recv().unwrap().unwrap();
+        assert_eq!(stamps(&from_ring), vec![6000, 7000, 8000]);
+        assert_eq!(from_ring["truncated"], true);
+        assert_eq!(stamps(&from_spool), vec![2000, 3000]);
+        assert_eq!(from_spool["truncated"], false);
+        t.finish().unwrap();
+        assert_eq!(counters.spooled.load(Ordering::Relaxed), 10);
+        let usage = t.usage().unwrap();
+        assert_eq!(usage.records_written, 10);
+        assert_eq!(usage.pending_records, 0);
+    }
+
+    #[test]
+    fn a_flush_seals_every_event_handed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut t, _) = start(dir.path(), 0);
+        for ts in 1..=5 {
+            t.push(ev("a", ts));
+        }
+        t.flush().unwrap();
+        let reader = SpoolReader::open(&dir.path().join("t.spool")).unwrap();
+        assert_eq!(reader.info().records, 5);
+    }
+}
