@@ -198,7 +198,13 @@ impl LateEvents {
         };
         let slot = (stage, key);
         if let Some(q) = self.by_key.get_mut(&slot) {
-            q.retain(|(i, ..)| *i != id);
+            // Both are in arrival order: the oldest of all is the oldest of
+            // its key.
+            if q.front().is_some_and(|(i, ..)| *i == id) {
+                q.pop_front();
+            } else {
+                q.retain(|(i, ..)| *i != id);
+            }
             if q.is_empty() {
                 self.by_key.remove(&slot);
             }

@@ -87,15 +87,20 @@ impl StageIndex {
         StageIndex { categories }
     }
 
-    /// Sets, in `masks[rule]`, the bit of each stage `e` may match. Only
-    /// rules with a stage of `e`'s category (or of any) are marked.
-    pub fn mark(&self, e: &Event, masks: &mut [u128]) {
+    /// Sets, in `masks[rule]`, the bit of each stage `e` may match, and
+    /// lists in `marked` each rule it marks (once, in no order). Only rules
+    /// with a stage of `e`'s category (or of any) are marked.
+    pub fn mark(&self, e: &Event, masks: &mut [u128], marked: &mut Vec<u32>) {
         let stages = &self.categories[e.event.category.index()];
         let types = type_mask(&e.event.types);
         let mut set = |list: &[Entry]| {
             for en in list {
                 if en.types & types != 0 {
-                    masks[en.rule as usize] |= 1 << en.bit;
+                    let mask = &mut masks[en.rule as usize];
+                    if *mask == 0 {
+                        marked.push(en.rule);
+                    }
+                    *mask |= 1 << en.bit;
                 }
             }
         };

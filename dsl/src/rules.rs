@@ -21,7 +21,6 @@ use crate::correlate::{
 use crate::dispatch::StageIndex;
 use crate::event::{Category, Event};
 use crate::query::memo::{MemoEvent, TextMemo};
-use crate::query::EventFields;
 use crate::query::{self, CompiledQuery};
 
 /// Where a rule file came from: shipped rules may be overridden by id.
@@ -643,9 +642,7 @@ const MEMO_SLOTS: usize = 4096;
 pub struct Correlator {
     rules: Arc<RuleSet>,
     states: Vec<QueryState>,
-    /// Per rule, beside `states` so rules an event cannot match are passed
-    /// over without touching their state.
-    clocks: Vec<Clock>,
+    clocks: Clocks,
     config: CorrelatorConfig,
     matches: Vec<Match>,
     events_seen: u64,
@@ -655,73 +652,75 @@ pub struct Correlator {
     /// Per rule, the stages the current event may match (from the index);
     /// all zero between events.
     may_match: Vec<u128>,
+    /// The rules with a stage marked for the current event.
+    marked: Vec<u32>,
     /// Answers of costly string tests by text (with the index).
     memo: Option<RefCell<TextMemo>>,
 }
 
-/// The parts of a [`Correlator`] one event goes through.
-struct Lanes<'c> {
-    rules: &'c RuleSet,
-    states: &'c mut [QueryState],
-    clocks: &'c mut [Clock],
-    config: &'c CorrelatorConfig,
-    matches: &'c mut Vec<Match>,
-    /// The stages the index marked (`None`: evaluate all).
-    may_match: Option<&'c mut [u128]>,
+/// Event time of the sequence rules, kept per set of categories: rules
+/// that take the same categories see the same events, so share a clock,
+/// and a rule no stage of which can match an event is not touched until
+/// its expiry has work.
+struct Clocks {
+    groups: Vec<ClockGroup>,
+    /// Per category, the groups that take it.
+    by_category: Vec<Vec<usize>>,
+    /// Per rule: its group (`None` for a filter: no state in time).
+    group_of: Vec<Option<usize>>,
+    /// Per rule: when its expiry next has work
+    /// ([`crate::correlate::SequenceState::due`]).
+    due: Vec<i64>,
 }
 
-impl Lanes<'_> {
-    fn offer<F: EventFields + ?Sized>(
-        &mut self,
-        shared: &SharedEvent<'_>,
-        fields: &F,
-        alerts: &mut Vec<Alert>,
-    ) {
-        let rules = self.rules;
-        let e = shared.event();
-        for &idx in rules.candidates(e.event.category) {
-            let may_match = match &mut self.may_match {
-                Some(marked) => std::mem::take(&mut marked[idx]),
-                None => ALL_STAGES,
-            };
-            // An event no stage can match only moves the rule's clock, and
-            // expiry has nothing to do before the clock passes `due`.
-            let clock = &mut self.clocks[idx];
-            clock.watermark = clock.watermark.max(e.timestamp_ns);
-            let horizon = clock
-                .watermark
-                .saturating_sub(self.config.reorder_window_ns);
-            if may_match == 0 && clock.due >= horizon {
+struct ClockGroup {
+    rules: Vec<usize>,
+    /// The newest event time of the group's categories.
+    watermark: i64,
+    /// At most the smallest `due` of its rules.
+    min_due: i64,
+}
+
+impl Clocks {
+    fn new(rules: &[Rule]) -> Clocks {
+        let mut groups: Vec<ClockGroup> = Vec::new();
+        let mut masks: Vec<u32> = Vec::new();
+        let mut group_of = vec![None; rules.len()];
+        for (idx, r) in rules.iter().enumerate() {
+            if !matches!(r.query, CompiledQuery::Sequence(_)) {
                 continue;
             }
-            match (&mut self.states[idx], &rules.rules[idx].query) {
-                (QueryState::Sequence(state), CompiledQuery::Sequence(spec)) => {
-                    state.raise_watermark(clock.watermark);
-                    state.offer(spec, self.config, shared, fields, may_match, self.matches);
-                    clock.due = state.due(spec);
-                }
-                (state, query) => {
-                    state.process(query, self.config, shared, fields, may_match, self.matches)
-                }
-            }
-            if self.matches.is_empty() {
-                continue;
-            }
-            for m in self.matches.drain(..) {
-                if let Some(alert) = rules.make_alert(idx, m) {
-                    alerts.push(alert);
-                }
-            }
+            let mask = r.query.categories().iter().fold(0u32, |m, c| match c {
+                Some(c) => m | 1 << c.index(),
+                None => u32::MAX,
+            });
+            let g = masks.iter().position(|&m| m == mask).unwrap_or_else(|| {
+                masks.push(mask);
+                groups.push(ClockGroup {
+                    rules: Vec::new(),
+                    watermark: i64::MIN,
+                    min_due: i64::MAX,
+                });
+                groups.len() - 1
+            });
+            groups[g].rules.push(idx);
+            group_of[idx] = Some(g);
+        }
+        let by_category = Category::ALL
+            .iter()
+            .map(|c| {
+                (0..groups.len())
+                    .filter(|&g| masks[g] & 1 << c.index() != 0)
+                    .collect()
+            })
+            .collect();
+        Clocks {
+            groups,
+            by_category,
+            group_of,
+            due: vec![i64::MAX; rules.len()],
         }
     }
-}
-
-/// A rule's event time: the newest event of its categories, and when its
-/// expiry next has work ([`crate::correlate::SequenceState::due`]).
-#[derive(Clone, Copy)]
-struct Clock {
-    watermark: i64,
-    due: i64,
 }
 
 /// Per-rule counters.
@@ -752,13 +751,8 @@ impl Correlator {
             .collect();
         Correlator {
             may_match: vec![0; rules.len()],
-            clocks: vec![
-                Clock {
-                    watermark: i64::MIN,
-                    due: i64::MAX,
-                };
-                rules.len()
-            ],
+            marked: Vec::new(),
+            clocks: Clocks::new(&rules.rules),
             rules,
             states,
             config,
@@ -786,23 +780,125 @@ impl Correlator {
 
     fn process_shared(&mut self, shared: &SharedEvent<'_>, alerts: &mut Vec<Alert>) {
         self.events_seen += 1;
-        let e = shared.event();
-        let mut lanes = Lanes {
-            rules: &self.rules,
-            states: &mut self.states,
-            clocks: &mut self.clocks,
-            config: &self.config,
-            matches: &mut self.matches,
-            may_match: None,
+        let Some(index) = &self.index else {
+            return self.offer_all(shared, alerts);
         };
-        match (&self.index, &self.memo) {
-            (Some(index), Some(memo)) => {
-                index.mark(e, &mut self.may_match);
-                lanes.may_match = Some(&mut self.may_match);
-                lanes.offer(shared, &MemoEvent { event: e, memo }, alerts)
+        index.mark(shared.event(), &mut self.may_match, &mut self.marked);
+        // Out of `self` while the rules' states are borrowed mutably (a
+        // fresh one if an earlier call unwound before putting it back).
+        let memo = self
+            .memo
+            .take()
+            .unwrap_or_else(|| RefCell::new(TextMemo::new(MEMO_SLOTS)));
+        let fields = MemoEvent {
+            event: shared.event(),
+            memo: &memo,
+        };
+        self.expire_due(shared, &fields);
+        self.offer_marked(shared, &fields, alerts);
+        self.memo = Some(memo);
+    }
+
+    /// The general path: every rule that takes the event's category is
+    /// offered it, with every stage evaluated.
+    fn offer_all(&mut self, shared: &SharedEvent<'_>, alerts: &mut Vec<Alert>) {
+        let rules = &*self.rules;
+        for &idx in rules.candidates(shared.event().event.category) {
+            self.states[idx].process(
+                &rules.rules[idx].query,
+                &self.config,
+                shared,
+                shared.event(),
+                ALL_STAGES,
+                &mut self.matches,
+            );
+            if !self.matches.is_empty() {
+                for m in self.matches.drain(..) {
+                    alerts.extend(rules.make_alert(idx, m));
+                }
             }
-            _ => lanes.offer(shared, e, alerts),
         }
+    }
+
+    /// Moves the clocks of the event's categories and lets the rules whose
+    /// expiry is due, but that the event cannot advance, expire.
+    fn expire_due(&mut self, shared: &SharedEvent<'_>, fields: &MemoEvent<'_>) {
+        let rules = &*self.rules;
+        let ts = shared.event().timestamp_ns;
+        for &g in &self.clocks.by_category[shared.event().event.category.index()] {
+            let group = &mut self.clocks.groups[g];
+            group.watermark = group.watermark.max(ts);
+            let horizon = group
+                .watermark
+                .saturating_sub(self.config.reorder_window_ns);
+            if group.min_due >= horizon {
+                continue;
+            }
+            let mut min_due = i64::MAX;
+            for &idx in &group.rules {
+                // A marked rule is offered the event next, expiring first.
+                if self.clocks.due[idx] < horizon && self.may_match[idx] == 0 {
+                    let (QueryState::Sequence(state), CompiledQuery::Sequence(spec)) =
+                        (&mut self.states[idx], &rules.rules[idx].query)
+                    else {
+                        unreachable!("only sequences have clocks");
+                    };
+                    state.raise_watermark(group.watermark);
+                    state.offer(spec, &self.config, shared, fields, 0, &mut self.matches);
+                    self.clocks.due[idx] = state.due(spec);
+                }
+                min_due = min_due.min(self.clocks.due[idx]);
+            }
+            group.min_due = min_due;
+        }
+    }
+
+    /// Offers the event to the rules the index marked, in rule order (the
+    /// order of their alerts).
+    fn offer_marked(
+        &mut self,
+        shared: &SharedEvent<'_>,
+        fields: &MemoEvent<'_>,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let rules = &*self.rules;
+        self.marked.sort_unstable();
+        for &idx in &self.marked {
+            let idx = idx as usize;
+            let may_match = std::mem::take(&mut self.may_match[idx]);
+            match (&mut self.states[idx], &rules.rules[idx].query) {
+                (QueryState::Sequence(state), CompiledQuery::Sequence(spec)) => {
+                    let g = self.clocks.group_of[idx].expect("every sequence has a clock");
+                    let group = &mut self.clocks.groups[g];
+                    state.raise_watermark(group.watermark);
+                    state.offer(
+                        spec,
+                        &self.config,
+                        shared,
+                        fields,
+                        may_match,
+                        &mut self.matches,
+                    );
+                    let due = state.due(spec);
+                    self.clocks.due[idx] = due;
+                    group.min_due = group.min_due.min(due);
+                }
+                (state, query) => state.process(
+                    query,
+                    &self.config,
+                    shared,
+                    fields,
+                    may_match,
+                    &mut self.matches,
+                ),
+            }
+            if !self.matches.is_empty() {
+                for m in self.matches.drain(..) {
+                    alerts.extend(rules.make_alert(idx, m));
+                }
+            }
+        }
+        self.marked.clear();
     }
 
     pub fn events_seen(&self) -> u64 {

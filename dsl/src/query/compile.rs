@@ -220,27 +220,20 @@ impl StageSpec {
             .collect()
     }
 
-    /// A 64-bit FNV-1a hash of the join key's text (what [`key_of`]
-    /// returns), without allocating for string keys; `None` when a key field
-    /// is null. The correlator keys its state by this and checks the real
+    /// A 64-bit hash of the join key's text (what [`key_of`] returns),
+    /// without allocating for string keys; `None` when a key field is
+    /// null. The correlator keys its state by this and checks the real
     /// values before it reports a match.
     ///
     /// [`key_of`]: StageSpec::key_of
     pub fn key_hash<E: EventFields + ?Sized>(&self, e: &E) -> Option<u64> {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut feed = |bytes: &[u8]| {
-            for &b in bytes {
-                h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        };
+        let mut h: u64 = 0;
         for k in &self.keys {
-            match e.field((*k)?) {
+            h = match e.field((*k)?) {
                 FieldValue::Null => return None,
-                FieldValue::Str(s) => feed(s.as_bytes()),
-                other => feed(other.to_text()?.as_bytes()),
-            }
-            // A separator byte that UTF-8 text never contains.
-            feed(&[0xff]);
+                FieldValue::Str(s) => crate::fasthash::hash_bytes(h, s.as_bytes()),
+                other => crate::fasthash::hash_bytes(h, other.to_text()?.as_bytes()),
+            };
         }
         Some(h)
     }

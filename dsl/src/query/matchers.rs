@@ -86,6 +86,8 @@ pub struct PatternSet {
     patterns: Vec<Pattern>,
     /// Set when every pattern is ASCII and they share one case rule.
     ascii: Option<AsciiSet>,
+    /// See [`PatternSet::is_costly`].
+    costly: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -208,22 +210,28 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 impl PatternSet {
     pub fn new(patterns: Vec<Pattern>) -> PatternSet {
         let ascii = AsciiSet::build(&patterns);
-        PatternSet { patterns, ascii }
+        // A regex, a `*` inside a pattern, many patterns or the general
+        // path may scan the text; a few anchored patterns reject by length
+        // and first byte, cheaper than remembering answers.
+        let costly = ascii.as_ref().is_none_or(|set| {
+            set.complex.is_some()
+                || set.pieces.len() > 4
+                || set.pieces.iter().any(|p| !p.mids.is_empty())
+        });
+        PatternSet {
+            patterns,
+            ascii,
+            costly,
+        }
     }
 
     pub fn patterns(&self) -> &[Pattern] {
         &self.patterns
     }
 
-    /// Whether matching may scan the text: a regex, a `*` inside a
-    /// pattern, many patterns, or the general path. A few anchored patterns
-    /// reject by length and first byte, cheaper than remembering answers.
+    /// Whether matching may scan the text (worth remembering answers).
     fn is_costly(&self) -> bool {
-        self.ascii.as_ref().is_none_or(|set| {
-            set.complex.is_some()
-                || set.pieces.len() > 4
-                || set.pieces.iter().any(|p| !p.mids.is_empty())
-        })
+        self.costly
     }
 
     pub fn matches(&self, v: &str) -> bool {

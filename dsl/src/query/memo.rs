@@ -128,7 +128,6 @@ impl EventFields for MemoView<'_, '_, '_> {
 /// whatever shared its slot, so memory stays bounded.
 pub struct TextMemo {
     slots: Vec<Slot>,
-    hasher: ahash::RandomState,
 }
 
 #[derive(Default)]
@@ -150,7 +149,6 @@ impl TextMemo {
             slots: (0..slots.next_power_of_two())
                 .map(|_| Slot::default())
                 .collect(),
-            hasher: ahash::RandomState::new(),
         }
     }
 
@@ -160,7 +158,7 @@ impl TextMemo {
             return test.matches(text);
         }
         let addr = test as *const StrTest as usize;
-        let hash = self.hasher.hash_one((addr, text.as_bytes()));
+        let hash = crate::fasthash::hash_bytes(addr as u64, text.as_bytes());
         let mask = self.slots.len() - 1;
         let slot = &mut self.slots[hash as usize & mask];
         if slot.hash == hash && slot.test == addr && slot.text == text.as_bytes() {
