@@ -194,9 +194,14 @@ impl SpoolWorker {
         loop {
             match rx.recv_timeout(SEAL_CHECK) {
                 Ok(SpoolMsg::Events(events)) => {
+                    // Counted once per batch: the counters share a cache line
+                    // with the pipeline thread's, which a per-event add would
+                    // pull back and forth between the cores.
+                    let mut spooled = 0;
                     for e in events {
-                        self.append(e);
+                        spooled += u64::from(self.append(e));
                     }
+                    self.counters.spooled.fetch_add(spooled, Ordering::Relaxed);
                 }
                 Ok(SpoolMsg::Window(request, reply)) => self.window(request, reply),
                 Ok(SpoolMsg::Flush(reply)) => {
@@ -226,20 +231,22 @@ impl SpoolWorker {
         self.publish_usage();
     }
 
-    fn append(&mut self, e: Arc<Event>) {
-        if let Some((spool, _)) = self.spool.as_mut() {
-            match spool.append(&e) {
-                Ok(()) => self.counters.spooled.fetch_add(1, Ordering::Relaxed),
-                Err(err) => {
-                    // A record that cannot be stored must not stop detection.
-                    tracing::warn!(error = %err, "spool append failed");
-                    self.counters.spool_errors.fetch_add(1, Ordering::Relaxed)
-                }
-            };
-        }
+    /// Spools one event (and keeps it in the ring); whether it was spooled.
+    fn append(&mut self, e: Arc<Event>) -> bool {
+        let spooled = match self.spool.as_mut().map(|(spool, _)| spool.append(&e)) {
+            Some(Ok(())) => true,
+            Some(Err(err)) => {
+                // A record that cannot be stored must not stop detection.
+                tracing::warn!(error = %err, "spool append failed");
+                self.counters.spool_errors.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            None => false,
+        };
         if self.window_max_events > 0 {
             self.recent.push(e);
         }
+        spooled
     }
 
     fn flush(&mut self) -> Result<()> {
