@@ -198,7 +198,7 @@ impl EventFields for MemoEvent<'_> {
     }
     fn str_test(&self, f: FieldId, test: &StrTest) -> Option<bool> {
         match self.event.field(f) {
-            FieldValue::Str(s) => Some(self.memo.borrow_mut().matches(test, s)),
+            FieldValue::Str(s) if test.is_costly() => Some(self.memo.borrow_mut().matches(test, s)),
             other => other.any_str(|s| test.matches(s)),
         }
     }
