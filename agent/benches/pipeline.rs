@@ -1,5 +1,5 @@
-//! Full pipeline throughput: a source thread feeds pre-generated synthetic
-//! events through the queue; the pipeline thread enriches, spools and
+//! Full pipeline throughput: a source thread feeds synthetic events it made
+//! beforehand through the queue; the pipeline thread enriches, spools and
 //! correlates them with the shipped rules. Prints one table row.
 //!
 //! VIGIL_BENCH_EVENTS (default 1,000,000) events.
@@ -24,12 +24,6 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let events: Vec<Event> = Synthetic::new(SyntheticConfig {
-        plant_every: 10_000,
-        ..Default::default()
-    })
-    .take(n)
-    .collect();
     let rules = Arc::new(load_rules(&shipped_rule_files()).rules);
     let (tx, rx, counters) = event_queue(65_536);
     let pipeline = Pipeline::new(
@@ -55,12 +49,24 @@ fn main() {
     )
     .expect("pipeline");
     let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
+    // The feeder makes the events before the clock starts, on its own
+    // thread: like a live source, the thread that hands events over is the
+    // one whose memory they live in (and whose pages take back their frees).
+    let (generated_tx, generated_rx) = std::sync::mpsc::channel();
     let feeder = std::thread::spawn(move || {
+        let events: Vec<Event> = Synthetic::new(SyntheticConfig {
+            plant_every: 10_000,
+            ..Default::default()
+        })
+        .take(n)
+        .collect();
+        generated_tx.send(()).expect("main thread");
         for e in events {
             tx.push_wait(e);
         }
     });
+    generated_rx.recv().expect("feeder");
+    let started = Instant::now();
     let worker = {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || pipeline.run(rx, stop))
