@@ -52,14 +52,18 @@ def flat(d, p=""):
     return out
 events = [eql.Event(e["event"]["category"][0], 0, flat(e)) for e in raw]
 config = {"flatten": True}
-engine = eql.PythonEngine(config)
-hits = []
-for q in queries:
-    engine.add_query(eql.parse_query(q, implied_any=True))
-engine.add_output_hook(hits.append)
-t0 = time.time()
-engine.stream_events(events)
-print(f"{len(events)/(time.time()-t0):,.0f}")
+# Its speed varies by a third between runs here: report its best of three.
+best = 0
+for _ in range(3):
+    engine = eql.PythonEngine(config)
+    hits = []
+    for q in queries:
+        engine.add_query(eql.parse_query(q, implied_any=True))
+    engine.add_output_hook(hits.append)
+    t0 = time.time()
+    engine.stream_events(events)
+    best = max(best, len(events) / (time.time() - t0))
+print(f"{best:,.0f}")
 PY
 )
 
@@ -78,7 +82,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
 # The synthetic source's own thread stands in for the OS handing events over.
 source_ticks() {
   for t in /proc/$agent/task/*; do
-    [ "$(cat "$t/comm")" = synthetic ] && awk '{print $14 + $15}' "$t/stat"
+    if [ "$(cat "$t/comm")" = synthetic ]; then awk '{print $14 + $15}' "$t/stat"; fi
   done
 }
 t0=$(ticks); g0=$(source_ticks); s0=$(now)
@@ -106,4 +110,4 @@ printf "| %-58s | %22s |\n" "zstd -1 bytes/event" "$z1_bpe"
 printf "| %-58s | %22s |\n" "zstd -3 bytes/event" "$z3_bpe"
 printf "| %-58s | %22s |\n" "zstd -dc | rg (events/s)" "$rg_rate"
 printf "| %-58s | %22s |\n" "jq field filter (events/s)" "$jq_rate"
-printf "| %-58s | %22s |\n" "python eql, 5 seed queries (events/s)" "$eql_rate"
+printf "| %-58s | %22s |\n" "python eql, 5 seed queries, best of 3 (events/s)" "$eql_rate"
