@@ -11,8 +11,8 @@ use std::time::Instant;
 use dsl::codec::Decoded;
 use dsl::correlate::CorrelatorConfig;
 use dsl::query;
-use dsl::rules::{load_rules, Correlator, Origin, RuleFile};
-use dsl::shipped::shipped_rule_files;
+use dsl::rules::{load_rules, Correlator, RuleSet};
+use dsl::shipped::{shipped_rule_files, shipped_with_variants};
 use dsl::Event;
 use spool::{SpoolConfig, SpoolReader, TimeRange};
 use vigil::event_store::{for_each_event, EventSpool};
@@ -257,23 +257,9 @@ fn main() {
     );
 }
 
-/// 100 rules: the shipped ones plus variations of the installer rule with
-/// other parent names and downloaders, as a large deployment would have.
-fn hundred_rules() -> dsl::rules::RuleSet {
-    let mut files = shipped_rule_files();
-    let base = load_rules(&files).rules.len();
-    let mut text = String::new();
-    for i in 0..(100 - base) {
-        text.push_str(&format!(
-            "rule(#{{ id: \"variant-{i}\", query: `sequence by host.id with maxspan=30s [process where event.type == \"start\" and process.parent.name : (\"installer{i}\", \"helper{i}*\") and process.name : (\"sh\", \"bash\", \"zsh\")] by process.entity_id [network where process.name : (\"curl\", \"tool{i}\") and not cidrmatch(destination.ip, \"10.0.0.0/8\")] by process.parent.entity_id` }});\n"
-        ));
-    }
-    files.push(RuleFile {
-        path: "variants.rhai".into(),
-        text,
-        origin: Origin::User,
-    });
-    let out = load_rules(&files);
+/// The shipped rules plus variants up to 100, as a large deployment would have.
+fn hundred_rules() -> RuleSet {
+    let out = load_rules(&shipped_with_variants(100));
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     out.rules
 }

@@ -22,8 +22,8 @@ use std::time::Instant;
 
 use vigil_dsl::correlate::CorrelatorConfig;
 use vigil_dsl::ecs::EcsReader;
-use vigil_dsl::rules::{load_rules, Correlator, Origin, RuleFile, RuleSet};
-use vigil_dsl::shipped::shipped_rule_files;
+use vigil_dsl::rules::{load_rules, Correlator, RuleSet};
+use vigil_dsl::shipped::{shipped_rule_files, shipped_with_variants};
 use vigil_dsl::Event;
 
 fn load_events(path: &str, limit: usize) -> Vec<Event> {
@@ -55,22 +55,9 @@ fn load_events(path: &str, limit: usize) -> Vec<Event> {
     events.into_iter().take(limit).collect()
 }
 
-/// The shipped rules plus variants up to 100, as in the agent bench.
+/// The shipped rules plus variants up to 100, as a large deployment would have.
 fn hundred_rules() -> RuleSet {
-    let mut files = shipped_rule_files();
-    let base = load_rules(&files).rules.len();
-    let mut text = String::new();
-    for i in 0..(100 - base) {
-        text.push_str(&format!(
-            "rule(#{{ id: \"variant-{i}\", query: `sequence by host.id with maxspan=30s [process where event.type == \"start\" and process.parent.name : (\"installer{i}\", \"helper{i}*\") and process.name : (\"sh\", \"bash\", \"zsh\")] by process.entity_id [network where process.name : (\"curl\", \"tool{i}\") and not cidrmatch(destination.ip, \"10.0.0.0/8\")] by process.parent.entity_id` }});\n"
-        ));
-    }
-    files.push(RuleFile {
-        path: "variants.rhai".into(),
-        text,
-        origin: Origin::User,
-    });
-    let out = load_rules(&files);
+    let out = load_rules(&shipped_with_variants(100));
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     out.rules
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use vigil_dsl::ecs::EcsReader;
 use vigil_dsl::fixture::{run_fixture, ExpectedAlert};
 use vigil_dsl::rules::load_rules;
-use vigil_dsl::shipped::shipped_rule_files;
+use vigil_dsl::shipped::{shipped_rule_files, shipped_with_variants};
 
 #[test]
 fn shipped_rules_load_without_errors() {
@@ -35,6 +35,13 @@ fn shipped_rules_load_without_errors() {
     ] {
         assert!(ids.contains(&id), "missing shipped rule {id}; have {ids:?}");
     }
+}
+
+#[test]
+fn the_many_rules_benchmark_set_loads_exactly_that_many() {
+    let out = load_rules(&shipped_with_variants(100));
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.rules.len(), 100);
 }
 
 #[test]
