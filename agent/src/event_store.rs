@@ -11,7 +11,7 @@
 use anyhow::{Context, Result};
 use dsl::codec::{decode_event, BlockDecoder, CodecError, Decoded, EventEncoder};
 use dsl::Event;
-use spool::{Block, SpoolConfig, SpoolError, SpoolWriter, WriterStats};
+use spool::{Block, SpoolConfig, SpoolError, SpoolReader, SpoolWriter, WriterStats};
 
 /// FNV-1a: stable across builds and platforms, which spool keys must be.
 pub fn key_hash(text: &str) -> u64 {
@@ -155,6 +155,26 @@ impl EventSpool {
 
     pub fn writer(&self) -> &SpoolWriter {
         &self.writer
+    }
+}
+
+/// The reader kept in `slot`, refreshed to see every sealed block of the
+/// spool at `path` (opened on first use). A reader that fails to refresh is
+/// dropped, so the next call opens it afresh; the failure is logged.
+pub fn refreshed_reader<'a>(
+    slot: &'a mut Option<SpoolReader>,
+    path: &std::path::Path,
+) -> Option<&'a SpoolReader> {
+    let reader = match slot.take() {
+        Some(mut r) => r.refresh().map(|()| r),
+        None => SpoolReader::open(path),
+    };
+    match reader {
+        Ok(r) => Some(&*slot.insert(r)),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the spool back");
+            None
+        }
     }
 }
 

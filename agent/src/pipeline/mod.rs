@@ -40,7 +40,7 @@ use spool::{SpoolConfig, SpoolReader};
 
 use crate::control::context::{AlertSummary, EntityTable, Lookup, MAX_WINDOW_NS};
 use crate::control::ControlRequest;
-use crate::event_store::EventSpool;
+use crate::event_store::{refreshed_reader, EventSpool};
 use crate::outbox::OutboxStatus;
 use crate::sinks::{SinkMonitor, SinkStatus};
 use outputs::AlertOutputs;
@@ -317,19 +317,7 @@ impl Pipeline {
 
     /// A reader of this pipeline's spool, refreshed to see every sealed block.
     fn status_reader(&mut self) -> Option<&SpoolReader> {
-        let path = self.spool_path.as_ref()?;
-        // A reader that fails to refresh is dropped and opened afresh next time.
-        let reader = match self.status_reader.take() {
-            Some(mut r) => r.refresh().map(|()| r),
-            None => SpoolReader::open(path),
-        };
-        match reader {
-            Ok(r) => Some(&*self.status_reader.insert(r)),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot read the spool back");
-                None
-            }
-        }
+        refreshed_reader(&mut self.status_reader, self.spool_path.as_ref()?)
     }
 
     /// Answers one control-socket request.

@@ -71,10 +71,11 @@ impl RecentEvents {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn ev(host: &str, ts: i64) -> Arc<Event> {
+    /// An event of `host` at `ts` (also for the spool thread's tests).
+    pub(in crate::pipeline) fn ev(host: &str, ts: i64) -> Arc<Event> {
         let mut e = Event {
             timestamp_ns: ts,
             ..Default::default()

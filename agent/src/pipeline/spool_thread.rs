@@ -24,7 +24,7 @@ use spool::SpoolReader;
 use super::recent::RecentEvents;
 use super::{window_value, PipelineCounters, SpoolUsage};
 use crate::control::context::alert_window;
-use crate::event_store::EventSpool;
+use crate::event_store::{refreshed_reader, EventSpool};
 
 /// Events per message to the spool thread.
 const BATCH: usize = 256;
@@ -304,18 +304,7 @@ impl SpoolWorker {
     /// The reader of the spool, refreshed to see every sealed block.
     fn reader(&mut self) -> Option<&SpoolReader> {
         let (_, path) = self.spool.as_ref()?;
-        // A reader that fails to refresh is dropped and opened afresh next time.
-        let reader = match self.reader.take() {
-            Some(mut r) => r.refresh().map(|()| r),
-            None => SpoolReader::open(path),
-        };
-        match reader {
-            Ok(r) => Some(&*self.reader.insert(r)),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot read the spool back");
-                None
-            }
-        }
+        refreshed_reader(&mut self.reader, path)
     }
 
     fn publish_usage(&self) {
@@ -342,16 +331,8 @@ impl SpoolWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::recent::tests::ev;
     use spool::SpoolConfig;
-
-    fn ev(host: &str, ts: i64) -> Arc<Event> {
-        let mut e = Event {
-            timestamp_ns: ts,
-            ..Default::default()
-        };
-        e.host.id = Some(host.into());
-        Arc::new(e)
-    }
 
     fn start(dir: &std::path::Path, ring: usize) -> (SpoolThread, Arc<PipelineCounters>) {
         let path = dir.join("t.spool");
