@@ -260,26 +260,11 @@ fn type_mask(types: &[EventType]) -> (u32, bool) {
 
 const HASH_K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
-/// A 64-bit hash of a whole string (FxHash rounds, then splitmix64's
-/// finalizer so every input bit reaches the low bits).
+/// A 64-bit hash of a whole string, for the dictionary's lookups (only
+/// in memory: record bytes do not depend on it).
 #[inline]
 fn full_hash(bytes: &[u8]) -> u64 {
-    let mut h = bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(HASH_K);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(HASH_K);
-    }
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    crate::fasthash::hash_bytes(0, bytes)
 }
 
 /// Hashes a `u64` key that already is a hash: the identity.
