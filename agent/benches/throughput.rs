@@ -8,6 +8,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
+use dsl::alert::Alert;
 use dsl::codec::Decoded;
 use dsl::correlate::CorrelatorConfig;
 use dsl::query;
@@ -144,16 +145,10 @@ fn main() {
     // copied): measure that, with the events wrapped before the clock starts.
     let shared: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
     let rules = Arc::new(load_rules(&shipped_rule_files()).rules);
-    let mut c = Correlator::new(rules.clone(), CorrelatorConfig::default());
-    let mut alerts = Vec::new();
-    let t = Instant::now();
-    for e in &shared {
-        c.process_arc(e, &mut alerts);
-    }
-    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let (rate, alerts) = best_correlate_rate(&rules, &shared);
     row(
         &format!(
-            "correlate: {} shipped rules, 1 core (events/s)",
+            "correlate: {} shipped rules, 1 core, best of 3 (events/s)",
             rules.len()
         ),
         format!("{rate:.0}"),
@@ -161,15 +156,13 @@ fn main() {
     );
     row("correlate: alerts raised", format!("{}", alerts.len()), "");
     let many = Arc::new(hundred_rules());
-    let mut c = Correlator::new(many.clone(), CorrelatorConfig::default());
-    alerts.clear();
-    let t = Instant::now();
-    for e in &shared {
-        c.process_arc(e, &mut alerts);
-    }
+    let (rate, _) = best_correlate_rate(&many, &shared);
     row(
-        &format!("correlate: {} rules, 1 core (events/s)", many.len()),
-        format!("{:.0}", n as f64 / t.elapsed().as_secs_f64()),
+        &format!(
+            "correlate: {} rules, 1 core, best of 3 (events/s)",
+            many.len()
+        ),
+        format!("{rate:.0}"),
         "",
     );
     drop(shared);
@@ -258,6 +251,24 @@ fn main() {
 }
 
 /// The shipped rules plus variants up to 100, as a large deployment would have.
+/// Events/s of a fresh correlator over `events`, best of three runs (this
+/// VM's speed varies between runs; bench.sh reports python eql's best of
+/// three too), and the alerts one run raises.
+fn best_correlate_rate(rules: &Arc<RuleSet>, events: &[Arc<Event>]) -> (f64, Vec<Alert>) {
+    let mut best = 0.0f64;
+    let mut alerts = Vec::new();
+    for _ in 0..3 {
+        let mut c = Correlator::new(rules.clone(), CorrelatorConfig::default());
+        alerts.clear();
+        let t = Instant::now();
+        for e in events {
+            c.process_arc(e, &mut alerts);
+        }
+        best = best.max(events.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    (best, alerts)
+}
+
 fn hundred_rules() -> RuleSet {
     let out = load_rules(&shipped_with_variants(100));
     assert!(out.errors.is_empty(), "{:?}", out.errors);
