@@ -42,7 +42,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct SyntheticArgs {
-    /// How many events (planted chains add a few more).
+    /// How many events in all (planted chains and near misses are part of them).
     #[arg(long, default_value_t = 10_000)]
     pub events: u64,
     #[arg(long, default_value_t = 42)]
