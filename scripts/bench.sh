@@ -12,7 +12,7 @@ trap 'rm -rf "$work"' EXIT
 scripts/setup.sh >/dev/null
 cargo build --release --locked -p vigil >/dev/null 2>&1
 vigil=target/release/vigil
-$vigil synthetic --events "$N" --plant-every 10000 > "$work/events.ndjson"
+$vigil synthetic --events "$N" --plant-every 10000 --plant all > "$work/events.ndjson"
 bytes=$(stat -c %s "$work/events.ndjson")
 
 now() { date +%s.%N; }

@@ -16,7 +16,7 @@ use spool::SpoolConfig;
 use vigil::pipeline::outputs::AlertOutputs;
 use vigil::pipeline::queue::event_queue;
 use vigil::pipeline::{Pipeline, PipelineConfig};
-use vigil::synthetic::{Synthetic, SyntheticConfig};
+use vigil::synthetic::{Plant, Synthetic, SyntheticConfig};
 
 fn main() {
     let n: usize = std::env::var("VIGIL_BENCH_EVENTS")
@@ -56,6 +56,7 @@ fn main() {
     let feeder = std::thread::spawn(move || {
         let events: Vec<Event> = Synthetic::new(SyntheticConfig {
             plant_every: 10_000,
+            plant: Plant::All,
             ..Default::default()
         })
         .take(n)

@@ -18,7 +18,7 @@ use dsl::Event;
 use spool::{SpoolConfig, SpoolReader, TimeRange};
 use vigil::event_store::{for_each_event, EventSpool};
 use vigil::hunt::{scan, Prefilter};
-use vigil::synthetic::{Synthetic, SyntheticConfig};
+use vigil::synthetic::{Plant, Synthetic, SyntheticConfig};
 
 fn env_count(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -40,6 +40,7 @@ fn main() {
     let gen_start = Instant::now();
     let events: Vec<Event> = Synthetic::new(SyntheticConfig {
         plant_every: 10_000,
+        plant: Plant::All,
         ..Default::default()
     })
     .take(n as usize)

@@ -50,9 +50,12 @@ pub struct SyntheticArgs {
     /// `host.id` of the events (default: a fixed UUID).
     #[arg(long)]
     pub host_id: Option<String>,
-    /// Plant the installer attack chain (and a near miss) every N events; 0 = never.
+    /// Plant attack chains (and near misses) every N events; 0 = never.
     #[arg(long, default_value_t = 0)]
     pub plant_every: u64,
+    /// Which chains: the installer seed chain, or one for every shipped rule.
+    #[arg(long, value_enum, default_value_t = crate::synthetic::Plant::Installer)]
+    pub plant: crate::synthetic::Plant,
 }
 
 #[derive(Args, Debug)]

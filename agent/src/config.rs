@@ -130,8 +130,10 @@ pub struct SourceSection {
     /// Events per second from the synthetic source (0 = as fast as possible).
     pub synthetic_rate: u64,
     pub synthetic_seed: u64,
-    /// Plant an attack chain every N synthetic events (0 = never).
+    /// Plant attack chains every N synthetic events (0 = never).
     pub synthetic_plant_every: u64,
+    /// Which chains: `installer` (the seed chain) or `all` (one per shipped rule).
+    pub synthetic_plant: crate::synthetic::Plant,
     pub replay_files: Vec<PathBuf>,
     /// Replay at the recorded pace instead of as fast as possible.
     pub replay_pace: bool,
@@ -243,6 +245,7 @@ impl Default for SourceSection {
             synthetic_rate: 2_000,
             synthetic_seed: 42,
             synthetic_plant_every: 0,
+            synthetic_plant: crate::synthetic::Plant::Installer,
             replay_files: Vec::new(),
             replay_pace: false,
         }

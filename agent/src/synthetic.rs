@@ -57,13 +57,48 @@ const FILE_NAMES: &[&str] = &[
     "report.ips",
 ];
 
+/// Which attack chains a planting round adds.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Plant {
+    /// The seed chain only: installer → postinstall `sh` → `curl` → a
+    /// connection out (it raises the installer-network and AN0938 rules).
+    #[default]
+    Installer,
+    /// The seed chain plus one chain for each other shipped rule, every
+    /// chain followed by a near miss that must not alert.
+    All,
+}
+
+impl Plant {
+    /// Alerts the shipped rules raise for one planting round.
+    pub fn alerts_per_round(self) -> u64 {
+        match self {
+            Plant::Installer => 2,
+            Plant::All => 7,
+        }
+    }
+}
+
 /// How much of each kind of traffic to make.
 #[derive(Debug, Clone)]
 pub struct SyntheticConfig {
     pub seed: u64,
     pub host_id: String,
-    /// Plant one attack chain (and one near miss) every this many events; 0 = never.
+    /// Plant attack chains (and near misses) every this many events; 0 = never.
     pub plant_every: u64,
+    /// Which chains each planting round adds.
+    pub plant: Plant,
     /// Start time (ns since epoch) and mean gap between events.
     pub start_ns: i64,
     pub mean_gap_ns: i64,
@@ -75,6 +110,7 @@ impl Default for SyntheticConfig {
             seed: 42,
             host_id: "F2A1C3D4-5B6E-4F70-8A9B-0C1D2E3F4A5B".into(),
             plant_every: 0,
+            plant: Plant::Installer,
             start_ns: 1_717_148_832_000_000_000,
             mean_gap_ns: 500_000,
         }
@@ -142,7 +178,7 @@ impl Synthetic {
         s
     }
 
-    /// Attack chains planted so far (each should raise one alert).
+    /// Planting rounds so far; each raises [`Plant::alerts_per_round`] alerts.
     pub fn chains_planted(&self) -> u64 {
         self.chains_planted
     }
@@ -310,16 +346,7 @@ impl Synthetic {
     fn plant_chain(&mut self) {
         self.chains_planted += 1;
         let n = self.chains_planted;
-        let mk = |name: &str, exe: &str, eid: String, pid: u32, args: &[&str]| Process {
-            pid: Some(pid),
-            entity_id: Some(eid),
-            name: Some(name.into()),
-            executable: Some(exe.into()),
-            args: args.iter().map(|a| a.to_string()).collect(),
-            command_line: Some(args.join(" ")),
-            ..Process::default()
-        };
-        let installer = mk(
+        let installer = planted(
             "installer",
             "/usr/sbin/installer",
             format!("inst-{n}"),
@@ -332,7 +359,7 @@ impl Synthetic {
                 "/",
             ],
         );
-        let mut sh = mk(
+        let mut sh = planted(
             "sh",
             "/bin/sh",
             format!("sh-{n}"),
@@ -340,7 +367,7 @@ impl Synthetic {
             &["/bin/sh", "/tmp/PKInstallSandbox/Scripts/postinstall"],
         );
         sh.parent = Some(Box::new(installer));
-        let mut curl = mk(
+        let mut curl = planted(
             "curl",
             "/usr/bin/curl",
             format!("curl-{n}"),
@@ -368,8 +395,8 @@ impl Synthetic {
             port: Some(80),
         });
         // Near miss: the same shape under Terminal's zsh.
-        let term = mk("zsh", "/bin/zsh", format!("term-{n}"), 61_000, &["-zsh"]);
-        let mut sh2 = mk(
+        let term = planted("zsh", "/bin/zsh", format!("term-{n}"), 61_000, &["-zsh"]);
+        let mut sh2 = planted(
             "sh",
             "/bin/sh",
             format!("nsh-{n}"),
@@ -379,6 +406,219 @@ impl Synthetic {
         sh2.parent = Some(Box::new(term));
         let e4 = self.base(Category::Process, vec![EventType::Start], "exec", sh2);
         self.queue.extend([e1, e2, e3, e4]);
+        if self.cfg.plant == Plant::All {
+            self.plant_rule_chains(n);
+        }
+    }
+
+    /// A chain for each shipped rule the seed chain does not raise, each
+    /// with a near miss: the legacy installer rule, AN0938 from a binary in
+    /// a user-writable place, AN0994 (browser spawns a shell; a download run
+    /// minutes later) and AN1316 (content app writes, spawns, connects).
+    fn plant_rule_chains(&mut self, n: u64) {
+        const SECOND: i64 = 1_000_000_000;
+        const PUBLIC: [u8; 4] = [93, 184, 216, 34];
+
+        // Legacy installer rule: the installer's own child connects to a
+        // public address; the near miss connects to a private one.
+        let installer = planted(
+            "installer",
+            "/usr/sbin/installer",
+            format!("inst2-{n}"),
+            60_010,
+            &[
+                "installer",
+                "-pkg",
+                "/Users/alex/Downloads/Tool.pkg",
+                "-target",
+                "/",
+            ],
+        );
+        for (tag, pid, ip) in [("upd", 60_011, PUBLIC), ("upd-nm", 60_012, [10, 0, 0, 5])] {
+            let exe = "/Library/Application Support/Tool/updater";
+            let mut updater = planted(
+                "updater",
+                exe,
+                format!("{tag}-{n}"),
+                pid,
+                &[exe, "--install"],
+            );
+            updater.parent = Some(Box::new(installer.clone()));
+            self.exec(updater.clone());
+            self.now += 2 * SECOND;
+            self.connect(updater, ip, 443);
+        }
+
+        // AN0938: a package script runs a binary hidden in /Users/Shared;
+        // the near miss runs `defaults`, an ordinary postinstall step.
+        let pss_exe = "/System/Library/PrivateFrameworks/PackageKit.framework/Versions/A/Resources/package_script_service";
+        let pss = planted(
+            "package_script_service",
+            pss_exe,
+            format!("pss-{n}"),
+            60_020,
+            &[pss_exe],
+        );
+        let children: [(&str, &str, &[&str]); 2] = [
+            (
+                "agent",
+                "/Users/Shared/.cache/agent",
+                &["/Users/Shared/.cache/agent", "--daemon"],
+            ),
+            (
+                "defaults",
+                "/usr/bin/defaults",
+                &[
+                    "defaults",
+                    "write",
+                    "com.vendor.tool",
+                    "Installed",
+                    "-bool",
+                    "true",
+                ],
+            ),
+        ];
+        for (i, (name, exe, args)) in children.into_iter().enumerate() {
+            let pid = 60_021 + 2 * i as u32;
+            let mut sh = planted(
+                "sh",
+                "/bin/sh",
+                format!("pss-sh{i}-{n}"),
+                pid,
+                &["/bin/sh", "/tmp/PKInstallSandbox.1/Scripts/postinstall"],
+            );
+            sh.parent = Some(Box::new(pss.clone()));
+            let mut child = planted(name, exe, format!("pss-c{i}-{n}"), pid + 1, args);
+            child.parent = Some(Box::new(strip(sh.clone())));
+            self.exec(sh);
+            self.now += SECOND;
+            self.exec(child);
+        }
+
+        // AN0994: Safari starts a shell; the near miss starts `open`.
+        let safari_exe = "/Applications/Safari.app/Contents/MacOS/Safari";
+        let safari = planted(
+            "Safari",
+            safari_exe,
+            format!("saf-{n}"),
+            60_030,
+            &[safari_exe],
+        );
+        for (i, (name, exe, args)) in [
+            ("sh", "/bin/sh", &["sh", "-c", "echo update"][..]),
+            ("open", "/usr/bin/open", &["open", "-a", "Preview"][..]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut child = planted(name, exe, format!("saf-c{i}-{n}"), 60_031 + i as u32, args);
+            child.parent = Some(Box::new(safari.clone()));
+            self.exec(child);
+            self.now += SECOND;
+        }
+
+        // AN0994: Safari saves an app into Downloads and Finder runs it 10 s
+        // later; the near miss does the same from Documents.
+        let downloader = planted(
+            "Safari",
+            safari_exe,
+            format!("saf-dl-{n}"),
+            60_035,
+            &[safari_exe],
+        );
+        let finder_exe = "/System/Library/CoreServices/Finder.app/Contents/MacOS/Finder";
+        let finder = planted(
+            "Finder",
+            finder_exe,
+            format!("finder-{n}"),
+            60_036,
+            &[finder_exe],
+        );
+        for (i, dir) in ["/Users/alex/Downloads", "/Users/alex/Documents"]
+            .into_iter()
+            .enumerate()
+        {
+            let path = format!("{dir}/Invoice-{n}.app/Contents/MacOS/Invoice");
+            self.write_file(downloader.clone(), &path);
+            self.now += 10 * SECOND;
+            let mut app = planted(
+                "Invoice",
+                &path,
+                format!("inv{i}-{n}"),
+                60_037 + i as u32,
+                &[path.as_str()],
+            );
+            app.parent = Some(Box::new(finder.clone()));
+            self.exec(app);
+        }
+
+        // AN1316: Preview writes into Downloads, starts osascript, which
+        // connects out; the near miss only reaches the loopback address.
+        let preview_exe = "/System/Applications/Preview.app/Contents/MacOS/Preview";
+        for (i, ip) in [PUBLIC, [127, 0, 0, 1]].into_iter().enumerate() {
+            let pid = 60_040 + 2 * i as u32;
+            let preview = planted(
+                "Preview",
+                preview_exe,
+                format!("prev{i}-{n}"),
+                pid,
+                &[preview_exe],
+            );
+            self.write_file(
+                preview.clone(),
+                &format!("/Users/alex/Downloads/Statement-{n}-{i}.pdf"),
+            );
+            self.now += 5 * SECOND;
+            let mut osa = planted(
+                "osascript",
+                "/usr/bin/osascript",
+                format!("osa{i}-{n}"),
+                pid + 1,
+                &["osascript", "-e", "do shell script \"id\""],
+            );
+            osa.parent = Some(Box::new(preview));
+            self.exec(osa.clone());
+            self.now += SECOND;
+            self.connect(osa, ip, 443);
+        }
+    }
+
+    fn exec(&mut self, process: Process) {
+        let e = self.base(Category::Process, vec![EventType::Start], "exec", process);
+        self.queue.push_back(e);
+    }
+
+    fn write_file(&mut self, process: Process, path: &str) {
+        let mut e = self.base(Category::File, vec![EventType::Creation], "create", process);
+        e.file = Some(File::from_path(path));
+        self.queue.push_back(e);
+    }
+
+    fn connect(&mut self, process: Process, ip: [u8; 4], port: u16) {
+        let mut e = self.base(
+            Category::Network,
+            vec![EventType::Start, EventType::Connection],
+            "connection_attempted",
+            process,
+        );
+        e.destination = Some(Endpoint {
+            ip: Some(IpAddr::V4(Ipv4Addr::from(ip))),
+            port: Some(port),
+        });
+        self.queue.push_back(e);
+    }
+}
+
+/// A process of a planted chain: argv as given, no parent.
+fn planted(name: &str, exe: &str, entity_id: String, pid: u32, args: &[&str]) -> Process {
+    Process {
+        pid: Some(pid),
+        entity_id: Some(entity_id),
+        name: Some(name.into()),
+        executable: Some(exe.into()),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        command_line: Some(args.join(" ")),
+        ..Process::default()
     }
 }
 
@@ -401,5 +641,86 @@ impl Iterator for Synthetic {
             return self.queue.pop_front();
         }
         Some(self.random_event())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use dsl::correlate::CorrelatorConfig;
+    use dsl::rules::{load_rules, Correlator};
+    use dsl::shipped::shipped_rule_files;
+
+    use super::*;
+
+    /// Alerts per shipped rule over `rounds` planting rounds (and a tail of
+    /// ordinary traffic after the last one).
+    fn alerts_by_rule(plant: Plant, rounds: u64) -> BTreeMap<String, u64> {
+        let mut gen = Synthetic::new(SyntheticConfig {
+            plant_every: 4_000,
+            plant,
+            ..Default::default()
+        });
+        let rules = Arc::new(load_rules(&shipped_rule_files()).rules);
+        let mut correlator = Correlator::new(rules, CorrelatorConfig::default());
+        let mut alerts = Vec::new();
+        while gen.chains_planted() < rounds || !gen.queue.is_empty() {
+            let e = gen.next().expect("the generator never ends");
+            correlator.process(&e, &mut alerts);
+        }
+        for e in gen.by_ref().take(3_000) {
+            correlator.process(&e, &mut alerts);
+        }
+        assert_eq!(gen.chains_planted(), rounds, "the tail planted nothing");
+        let mut by_rule = BTreeMap::new();
+        for a in &alerts {
+            *by_rule.entry(a.rule.id.clone()).or_insert(0) += 1;
+        }
+        by_rule
+    }
+
+    #[test]
+    fn planting_all_raises_each_shipped_rule_once_per_round_and_no_near_miss() {
+        let rounds = 5;
+        let seed_only = alerts_by_rule(Plant::Installer, rounds);
+        let all = alerts_by_rule(Plant::All, rounds);
+        // Ordinary traffic raises the browser rule on its own (Chrome
+        // helpers start shells); planting adds the same on top in both runs.
+        let background = seed_only
+            .get("an0994-browser-spawns-shell")
+            .copied()
+            .unwrap_or(0);
+        let expect = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            pairs
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(id, n)| (id.to_string(), *n))
+                .collect()
+        };
+        assert_eq!(
+            seed_only,
+            expect(&[
+                ("macos-installer-child-network", rounds),
+                ("an0938-installer-postinstall-unusual-child", rounds),
+                ("an0994-browser-spawns-shell", background),
+            ])
+        );
+        assert_eq!(
+            all,
+            expect(&[
+                ("macos-installer-child-network", rounds),
+                ("macos-installer-network-legacy", rounds),
+                ("an0938-installer-postinstall-unusual-child", 2 * rounds),
+                ("an0994-browser-spawns-shell", background + rounds),
+                ("an0994-download-executed", rounds),
+                ("an1316-content-app-write-spawn-egress", rounds),
+            ])
+        );
+        let total: u64 = all.values().sum::<u64>() - background;
+        assert_eq!(total, Plant::All.alerts_per_round() * rounds);
+        let total: u64 = seed_only.values().sum::<u64>() - background;
+        assert_eq!(total, Plant::Installer.alerts_per_round() * rounds);
     }
 }

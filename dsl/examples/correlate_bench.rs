@@ -2,7 +2,7 @@
 //! the agent crate (same rule sets as the agent's `throughput` bench).
 //!
 //! ```sh
-//! vigil synthetic --events 1000000 --plant-every 10000 > events.ndjson
+//! vigil synthetic --events 1000000 --plant-every 10000 --plant all > events.ndjson
 //! cargo run --release -p vigil-dsl --example correlate_bench -- events.ndjson [N] [shipped|hundred|both] [arc|borrowed]
 //! ```
 //!

@@ -36,6 +36,7 @@ fn synthetic(a: crate::cli::SyntheticArgs) -> Result<ExitCode> {
     let gen = crate::synthetic::Synthetic::new(crate::synthetic::SyntheticConfig {
         seed: a.seed,
         plant_every: a.plant_every,
+        plant: a.plant,
         host_id: a
             .host_id
             .unwrap_or_else(|| crate::synthetic::SyntheticConfig::default().host_id),

@@ -208,6 +208,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             SyntheticConfig {
                 seed: cfg.source.synthetic_seed,
                 plant_every: cfg.source.synthetic_plant_every,
+                plant: cfg.source.synthetic_plant,
                 host_id: host_id.clone(),
                 ..SyntheticConfig::default()
             },
