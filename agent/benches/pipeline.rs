@@ -14,7 +14,7 @@ use dsl::shipped::shipped_rule_files;
 use dsl::Event;
 use spool::SpoolConfig;
 use vigil::pipeline::outputs::AlertOutputs;
-use vigil::pipeline::queue::event_queue;
+use vigil::pipeline::queue::{event_queue, EventQueue};
 use vigil::pipeline::{Pipeline, PipelineConfig};
 use vigil::synthetic::{Plant, Synthetic, SyntheticConfig};
 
@@ -25,7 +25,12 @@ fn main() {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let rules = Arc::new(load_rules(&shipped_rule_files()).rules);
-    let (tx, rx, counters) = event_queue(65_536);
+    let EventQueue {
+        sender: tx,
+        receiver: rx,
+        counters,
+        reclaim,
+    } = event_queue(65_536);
     let pipeline = Pipeline::new(
         PipelineConfig {
             host_id: "bench".into(),
@@ -43,6 +48,7 @@ fn main() {
             seed_process_table: false,
             window_max_events: 50,
             idle_nap: std::time::Duration::from_millis(50),
+            reclaim: Some(reclaim),
         },
         rules,
         counters,

@@ -15,7 +15,7 @@ use crate::config::{Config, SourceKind};
 use crate::control::{ControlConfig, ControlServer};
 use crate::outbox::{Outbox, OutboxConfig};
 use crate::pipeline::outputs::AlertOutputs;
-use crate::pipeline::queue::event_queue;
+use crate::pipeline::queue::{event_queue, EventQueue};
 use crate::pipeline::{Pipeline, PipelineConfig, StatusSnapshot};
 use crate::rule_files;
 use crate::sources::feeds;
@@ -153,7 +153,12 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         _ => None,
     };
 
-    let (tx, rx, queue_counters) = event_queue(cfg.queue.capacity);
+    let EventQueue {
+        sender: tx,
+        receiver: rx,
+        counters: queue_counters,
+        reclaim,
+    } = event_queue(cfg.queue.capacity);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
@@ -185,6 +190,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             ),
             window_max_events: cfg.alerts.window_max_events,
             idle_nap: Duration::from_millis(cfg.queue.batch_ms),
+            reclaim: Some(reclaim),
         },
         Arc::new(loaded.rules),
         queue_counters,

@@ -45,7 +45,7 @@ use crate::outbox::OutboxStatus;
 use crate::sinks::{SinkMonitor, SinkStatus};
 use outputs::AlertOutputs;
 use process_table::ProcessTable;
-use queue::QueueCounters;
+use queue::{QueueCounters, Reclaim};
 use spool_thread::{SpoolThread, WindowReply, WindowRequest};
 
 /// Counters shared with the status writer.
@@ -72,6 +72,9 @@ pub struct PipelineConfig {
     /// How long the idle pipeline sleeps before looking at the queue again:
     /// the most an event waits before processing starts.
     pub idle_nap: Duration,
+    /// Where finished events go back to the sources that made them (none:
+    /// they are freed on the spool thread).
+    pub reclaim: Option<Reclaim>,
 }
 
 /// A snapshot for `vigil status`.
@@ -213,6 +216,7 @@ impl Pipeline {
             recent::RecentEvents::new(RECENT_EVENTS, spool_had_events),
             window_max_events,
             Arc::clone(&counters),
+            cfg.reclaim,
         )?;
         Ok(Pipeline {
             table,

@@ -28,15 +28,20 @@ impl RecentEvents {
         }
     }
 
-    pub fn push(&mut self, e: Arc<Event>) {
+    /// Keeps `e`; returns the event that fell out of the ring (or `e`
+    /// itself when the ring keeps nothing).
+    pub fn push(&mut self, e: Arc<Event>) -> Option<Arc<Event>> {
         if self.cap == 0 {
-            return;
+            return Some(e);
         }
-        if self.ring.len() == self.cap {
-            self.ring.pop_front();
+        let evicted = if self.ring.len() == self.cap {
             self.complete = false;
-        }
+            self.ring.pop_front()
+        } else {
+            None
+        };
         self.ring.push_back(e);
+        evicted
     }
 
     /// The latest `limit` events of `host` (any host if `None`) with a

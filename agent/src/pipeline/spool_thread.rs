@@ -21,6 +21,7 @@ use dsl::Event;
 use serde_json::Value;
 use spool::SpoolReader;
 
+use super::queue::{Reclaim, RECLAIM_BATCH};
 use super::recent::RecentEvents;
 use super::{window_value, PipelineCounters, SpoolUsage};
 use crate::control::context::alert_window;
@@ -69,6 +70,7 @@ impl SpoolThread {
         recent: RecentEvents,
         window_max_events: usize,
         counters: Arc<PipelineCounters>,
+        reclaim: Option<Reclaim>,
     ) -> Result<SpoolThread> {
         let (tx, rx) = channel::bounded(CHANNEL_BATCHES);
         let usage = Arc::new(Mutex::new(None));
@@ -81,6 +83,8 @@ impl SpoolThread {
             usage: Arc::clone(&usage),
             deferred: Vec::new(),
             sealed_check: Instant::now(),
+            reclaim,
+            finished: Vec::new(),
         };
         worker.publish_usage();
         let thread = std::thread::Builder::new()
@@ -187,6 +191,10 @@ struct SpoolWorker {
     /// once the channel is empty, with one seal for all of them.
     deferred: Vec<(WindowRequest, Sender<Option<Value>>)>,
     sealed_check: Instant,
+    /// Finished events go back to the sources in batches (see
+    /// [`Reclaim`]); without it they are freed here.
+    reclaim: Option<Reclaim>,
+    finished: Vec<Arc<Event>>,
 }
 
 impl SpoolWorker {
@@ -243,8 +251,18 @@ impl SpoolWorker {
             }
             None => false,
         };
-        if self.window_max_events > 0 {
-            self.recent.push(e);
+        let done = if self.window_max_events > 0 {
+            self.recent.push(e)
+        } else {
+            Some(e)
+        };
+        if let (Some(e), Some(reclaim)) = (done, &self.reclaim) {
+            self.finished.push(e);
+            if self.finished.len() >= RECLAIM_BATCH {
+                let batch =
+                    std::mem::replace(&mut self.finished, Vec::with_capacity(RECLAIM_BATCH));
+                reclaim.give_back(batch);
+            }
         }
         spooled
     }
@@ -335,6 +353,14 @@ mod tests {
     use spool::SpoolConfig;
 
     fn start(dir: &std::path::Path, ring: usize) -> (SpoolThread, Arc<PipelineCounters>) {
+        start_with(dir, ring, None)
+    }
+
+    fn start_with(
+        dir: &std::path::Path,
+        ring: usize,
+        reclaim: Option<Reclaim>,
+    ) -> (SpoolThread, Arc<PipelineCounters>) {
         let path = dir.join("t.spool");
         let spool = EventSpool::open(
             &path,
@@ -350,9 +376,34 @@ mod tests {
             RecentEvents::new(ring, false),
             3,
             Arc::clone(&counters),
+            reclaim,
         )
         .unwrap();
         (t, counters)
+    }
+
+    #[test]
+    fn finished_events_go_back_to_the_source_which_frees_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = crate::pipeline::queue::event_queue(4);
+        let (mut t, _) = start_with(dir.path(), 3, Some(queue.reclaim.clone()));
+        let events: Vec<Arc<Event>> = (0..RECLAIM_BATCH as i64 + 3)
+            .map(|ts| ev("a", ts))
+            .collect();
+        let handles: Vec<_> = events.iter().map(Arc::downgrade).collect();
+        for e in events {
+            t.push(e);
+        }
+        t.flush().unwrap();
+        // The ring keeps the last 3; the batch before them waits for the
+        // source, still allocated: the spool thread freed none of them.
+        assert!(handles.iter().all(|h| h.strong_count() == 1));
+        // The source's next push frees that batch, on the source's thread.
+        assert!(queue.sender.push(Event::default()));
+        let (returned, kept) = handles.split_at(RECLAIM_BATCH);
+        assert!(returned.iter().all(|h| h.strong_count() == 0));
+        assert!(kept.iter().all(|h| h.strong_count() == 1));
+        t.finish().unwrap();
     }
 
     fn request(first_ns: i64, last_ns: i64, window_ns: i64) -> WindowRequest {

@@ -1069,7 +1069,8 @@ mod tests {
             format!("{EXEC_ARRAY_TOKENS}\nnot json\n{EXEC_ARRAY_TOKENS}\n"),
         )
         .unwrap();
-        let (tx, rx, _) = crate::pipeline::queue::event_queue(16);
+        let queue = crate::pipeline::queue::event_queue(16);
+        let (tx, rx) = (queue.sender, queue.receiver);
         let cmd = EsloggerCommand {
             program: PathBuf::from("cat"),
             args: vec![file.display().to_string()],
@@ -1086,7 +1087,8 @@ mod tests {
 
     #[test]
     fn missing_program_is_a_clear_error() {
-        let (tx, _rx, _) = crate::pipeline::queue::event_queue(1);
+        let queue = crate::pipeline::queue::event_queue(1);
+        let tx = queue.sender;
         let cmd = EsloggerCommand {
             program: PathBuf::from("/nonexistent/eslogger"),
             args: vec![],
