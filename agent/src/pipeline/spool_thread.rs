@@ -1,8 +1,9 @@
 //! The spool's own thread. The pipeline thread enriches and correlates;
 //! this one encodes, compresses and writes every event to the spool, keeps
-//! the recent-events ring for `window:` context, and is where most events
-//! are finally dropped. That is about half of an event's cost, so on two
-//! cores the two halves run side by side.
+//! the recent-events ring for `window:` context, and hands events that
+//! leave the ring back to the sources to be freed (see `queue::Reclaim`).
+//! That is about half of an event's cost, so on two cores the two halves
+//! run side by side.
 //!
 //! Everything reaches the thread through one FIFO channel, so whatever the
 //! pipeline asks comes after every event it handed over before: a window
