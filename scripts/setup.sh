@@ -19,11 +19,13 @@ fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 2; }
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
-# Elastic's reference EQL engine, the correlator benchmark's baseline (optional:
-# the benchmark reports it as missing if this fails).
+# Elastic's reference EQL engine: the correlator benchmark's baseline and
+# the same-alerts test (tests/tests/eql_parity.rs). Without it both say so
+# and go on. Debian's own python3 refuses pip installs outside a venv
+# (PEP 668) unless told that this is meant.
 if ! python3 -c 'import eql' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'eql==1.0.1' >/dev/null 2>&1 \
-    || python3 -m pip install --quiet eql >/dev/null 2>&1 \
-    || echo "setup: could not install python eql (benchmark baseline only)" >&2
+    || python3 -m pip install --quiet --break-system-packages 'eql==1.0.1' >/dev/null 2>&1 \
+    || echo "setup: could not install python eql 1.0.1 (the eql benchmark row and tests/tests/eql_parity.rs will be skipped)" >&2
 fi
 echo "setup: ok"
