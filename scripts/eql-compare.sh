@@ -54,8 +54,8 @@ done
 
 for seed in $SEEDS; do
   echo
-  echo "== synthetic stream: vigil synthetic --events $N --plant-every $PLANT_EVERY --seed $seed"
-  "$vigil" synthetic --events "$N" --plant-every "$PLANT_EVERY" --seed "$seed" > "$work/synthetic-$seed.ndjson"
+  echo "== synthetic stream: vigil synthetic --events $N --plant-every $PLANT_EVERY --plant all --seed $seed"
+  "$vigil" synthetic --events "$N" --plant-every "$PLANT_EVERY" --plant all --seed "$seed" > "$work/synthetic-$seed.ndjson"
   python3 "$ref" --compare --vigil "$vigil" "$work/synthetic-$seed.ndjson" || status=1
   rm -f "$work/synthetic-$seed.ndjson"
 done

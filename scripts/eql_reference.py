@@ -440,15 +440,28 @@ def normalize(doc):
                 ep["ip"] = str(ip.ipv4_mapped)
 
 
+# vigil's categories (dsl/src/event.rs `Category`); other names are skipped.
+KNOWN_CATEGORIES = {"process", "file", "network", "authentication", "session", "iam",
+                    "configuration", "library", "malware", "package", "host", "other"}
+
+
 def category_of(cats):
-    """The category eql dispatches the event on (see the module docstring)."""
-    if not isinstance(cats, list) or not cats:
+    """The category eql dispatches the event on: the one vigil keeps
+    (`Category::from_ecs_list`): names are read case-insensitively,
+    `intrusion_detection` is `malware`, unknown names are skipped, and the
+    first known name wins unless it is the generic `host`."""
+    if not isinstance(cats, list):
         return "other"
-    if len(cats) == 1:
-        return cats[0]
-    best = None
+    best = "other"
     for c in cats:
-        if best is None or (best == "host" and c != "host"):
+        if not isinstance(c, str):
+            continue
+        c = c.lower()
+        if c == "intrusion_detection":
+            c = "malware"
+        if c not in KNOWN_CATEGORIES:
+            continue
+        if best == "other" or (best == "host" and c != "host"):
             best = c
     return best
 

@@ -25,7 +25,7 @@ rustup component add clippy rustfmt >/dev/null 2>&1 || true
 # (PEP 668) unless told that this is meant.
 if ! python3 -c 'import eql' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'eql==1.0.1' >/dev/null 2>&1 \
-    || python3 -m pip install --quiet --break-system-packages 'eql==1.0.1' >/dev/null 2>&1 \
+    || python3 -m pip install --quiet --user --break-system-packages 'eql==1.0.1' >/dev/null 2>&1 \
     || echo "setup: could not install python eql 1.0.1 (the eql benchmark row and tests/tests/eql_parity.rs will be skipped)" >&2
 fi
 echo "setup: ok"

@@ -251,7 +251,6 @@ fn main() {
     );
 }
 
-/// The shipped rules plus variants up to 100, as a large deployment would have.
 /// Events/s of a fresh correlator over `events`, best of three runs (this
 /// VM's speed varies between runs; bench.sh reports python eql's best of
 /// three too), and the alerts one run raises.
@@ -270,6 +269,7 @@ fn best_correlate_rate(rules: &Arc<RuleSet>, events: &[Arc<Event>]) -> (f64, Vec
     (best, alerts)
 }
 
+/// The shipped rules plus variants up to 100, as a large deployment would have.
 fn hundred_rules() -> RuleSet {
     let out = load_rules(&shipped_with_variants(100));
     assert!(out.errors.is_empty(), "{:?}", out.errors);

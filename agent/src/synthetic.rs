@@ -154,7 +154,7 @@ pub struct Synthetic {
     programs: Vec<ProgramStrings>,
     queue: std::collections::VecDeque<Event>,
     made: u64,
-    chains_planted: u64,
+    rounds_planted: u64,
 }
 
 impl Synthetic {
@@ -170,7 +170,7 @@ impl Synthetic {
             programs: (0..PROGRAMS.len()).map(ProgramStrings::of).collect(),
             queue: Default::default(),
             made: 0,
-            chains_planted: 0,
+            rounds_planted: 0,
         };
         for p in 0..PROGRAMS.len() {
             s.spawn_live(p);
@@ -179,8 +179,8 @@ impl Synthetic {
     }
 
     /// Planting rounds so far; each raises [`Plant::alerts_per_round`] alerts.
-    pub fn chains_planted(&self) -> u64 {
-        self.chains_planted
+    pub fn rounds_planted(&self) -> u64 {
+        self.rounds_planted
     }
 
     fn host(&self) -> Host {
@@ -344,8 +344,8 @@ impl Synthetic {
     /// The seed chain: installer → sh (postinstall) → curl, curl connects out;
     /// plus a near miss (a shell from Terminal doing the same).
     fn plant_chain(&mut self) {
-        self.chains_planted += 1;
-        let n = self.chains_planted;
+        self.rounds_planted += 1;
+        let n = self.rounds_planted;
         let installer = planted(
             "installer",
             "/usr/sbin/installer",
@@ -416,7 +416,10 @@ impl Synthetic {
     /// a user-writable place, AN0994 (browser spawns a shell; a download run
     /// minutes later) and AN1316 (content app writes, spawns, connects).
     fn plant_rule_chains(&mut self, n: u64) {
-        const SECOND: i64 = 1_000_000_000;
+        // Sub-second gaps (each rule's maxspan is 15 s or more): a round
+        // then spans about as much event time as the ordinary traffic
+        // between rounds, and does not stretch the stream's timeline.
+        const MS: i64 = 1_000_000;
         const PUBLIC: [u8; 4] = [93, 184, 216, 34];
 
         // Legacy installer rule: the installer's own child connects to a
@@ -445,7 +448,7 @@ impl Synthetic {
             );
             updater.parent = Some(Box::new(installer.clone()));
             self.exec(updater.clone());
-            self.now += 2 * SECOND;
+            self.now += 300 * MS;
             self.connect(updater, ip, 443);
         }
 
@@ -491,7 +494,7 @@ impl Synthetic {
             let mut child = planted(name, exe, format!("pss-c{i}-{n}"), pid + 1, args);
             child.parent = Some(Box::new(strip(sh.clone())));
             self.exec(sh);
-            self.now += SECOND;
+            self.now += 200 * MS;
             self.exec(child);
         }
 
@@ -514,11 +517,11 @@ impl Synthetic {
             let mut child = planted(name, exe, format!("saf-c{i}-{n}"), 60_031 + i as u32, args);
             child.parent = Some(Box::new(safari.clone()));
             self.exec(child);
-            self.now += SECOND;
+            self.now += 100 * MS;
         }
 
-        // AN0994: Safari saves an app into Downloads and Finder runs it 10 s
-        // later; the near miss does the same from Documents.
+        // AN0994: Safari saves an app into Downloads and Finder runs it
+        // moments later; the near miss does the same from Documents.
         let downloader = planted(
             "Safari",
             safari_exe,
@@ -540,7 +543,7 @@ impl Synthetic {
         {
             let path = format!("{dir}/Invoice-{n}.app/Contents/MacOS/Invoice");
             self.write_file(downloader.clone(), &path);
-            self.now += 10 * SECOND;
+            self.now += 800 * MS;
             let mut app = planted(
                 "Invoice",
                 &path,
@@ -568,7 +571,7 @@ impl Synthetic {
                 preview.clone(),
                 &format!("/Users/alex/Downloads/Statement-{n}-{i}.pdf"),
             );
-            self.now += 5 * SECOND;
+            self.now += 500 * MS;
             let mut osa = planted(
                 "osascript",
                 "/usr/bin/osascript",
@@ -578,7 +581,7 @@ impl Synthetic {
             );
             osa.parent = Some(Box::new(preview));
             self.exec(osa.clone());
-            self.now += SECOND;
+            self.now += 200 * MS;
             self.connect(osa, ip, 443);
         }
     }
@@ -666,14 +669,14 @@ mod tests {
         let rules = Arc::new(load_rules(&shipped_rule_files()).rules);
         let mut correlator = Correlator::new(rules, CorrelatorConfig::default());
         let mut alerts = Vec::new();
-        while gen.chains_planted() < rounds || !gen.queue.is_empty() {
+        while gen.rounds_planted() < rounds || !gen.queue.is_empty() {
             let e = gen.next().expect("the generator never ends");
             correlator.process(&e, &mut alerts);
         }
         for e in gen.by_ref().take(3_000) {
             correlator.process(&e, &mut alerts);
         }
-        assert_eq!(gen.chains_planted(), rounds, "the tail planted nothing");
+        assert_eq!(gen.rounds_planted(), rounds, "the tail planted nothing");
         let mut by_rule = BTreeMap::new();
         for a in &alerts {
             *by_rule.entry(a.rule.id.clone()).or_insert(0) += 1;
@@ -682,7 +685,7 @@ mod tests {
     }
 
     #[test]
-    fn planting_all_raises_each_shipped_rule_once_per_round_and_no_near_miss() {
+    fn planting_all_raises_every_shipped_rule_each_round_and_no_near_miss() {
         let rounds = 5;
         let seed_only = alerts_by_rule(Plant::Installer, rounds);
         let all = alerts_by_rule(Plant::All, rounds);
