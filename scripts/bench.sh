@@ -93,7 +93,7 @@ echo
 echo "$bench"
 echo "$pipeline"
 printf "| %-58s | %22s | %-26s |\n" "footprint at $RATE events/s: CPU % of one core (${DURATION}s)" "$cpu" "< 1"
-printf "| %-58s | %22s | %-26s |\n" "  of which the synthetic source thread (makes, frees events)" "$source_cpu" ""
+printf "| %-58s | %22s | %-26s |\n" "  of which the synthetic source thread (makes, frees)" "$source_cpu" ""
 printf "| %-58s | %22s | %-26s |\n" "footprint at $RATE events/s: peak RSS (MiB)" "$(python3 -c "print(f'{$peak/1024:.1f}')")" "< 40"
 echo
 echo "| baseline (same events, same run)                           | figure                 |"
