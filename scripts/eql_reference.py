@@ -473,36 +473,42 @@ class Stats:
         self.missing_ids = 0
 
 
+def numbered_lines(paths):
+    """(file index, line number, line) for every non-blank line of `paths`:
+    the numbers events without an id are named by (see load_events)."""
+    for k, path in enumerate(paths):
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    yield k, n, line
+
+
 def load_events(eql, paths, stats, tag_prefix):
     """All events of `paths` as one stream: eql Events, stably sorted by time.
     Each event's identifier is in data['event']['id'] (or assigned)."""
     events = []
-    for k, path in enumerate(paths):
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    doc = json.loads(line)
-                    if not isinstance(doc, dict) or not isinstance(doc.setdefault("event", {}), dict):
-                        raise ValueError("not an ECS document")
-                    ev = doc["event"]
-                    for side in ("source", "destination"):
-                        ep = doc.get(side)
-                        if isinstance(ep, dict) and not valid_ip(ep.get("ip")):
-                            raise ValueError("bad IP")
-                    ts = timestamp_ns(doc.get("@timestamp"))
-                except ValueError:
-                    stats.rejected += 1
-                    continue
-                if ev.get("id") is None:
-                    stats.missing_ids += 1
-                    ev["id"] = tag_prefix(k) + "L%d" % n
-                normalize(doc)
-                cats = ev.get("category")
-                if isinstance(cats, list) and len(cats) > 1:
-                    stats.multi_category += 1
-                events.append(eql.Event(category_of(cats), ts, doc))
+    for k, n, line in numbered_lines(paths):
+        try:
+            doc = json.loads(line)
+            if not isinstance(doc, dict) or not isinstance(doc.setdefault("event", {}), dict):
+                raise ValueError("not an ECS document")
+            ev = doc["event"]
+            for side in ("source", "destination"):
+                ep = doc.get(side)
+                if isinstance(ep, dict) and not valid_ip(ep.get("ip")):
+                    raise ValueError("bad IP")
+            ts = timestamp_ns(doc.get("@timestamp"))
+        except ValueError:
+            stats.rejected += 1
+            continue
+        if ev.get("id") is None:
+            stats.missing_ids += 1
+            ev["id"] = tag_prefix(k) + "L%d" % n
+        normalize(doc)
+        cats = ev.get("category")
+        if isinstance(cats, list) and len(cats) > 1:
+            stats.multi_category += 1
+        events.append(eql.Event(category_of(cats), ts, doc))
     events.sort(key=lambda e: e.time)  # stable: ties keep file order
     return events
 
@@ -559,22 +565,18 @@ def tagged_copy(paths, directory):
     prefix = prefix_for(paths)
     out_path = os.path.join(directory, "tagged.ndjson")
     with open(out_path, "w", encoding="utf-8") as out:
-        for k, path in enumerate(paths):
-            with open(path, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        doc = json.loads(line)
-                        ev = doc.get("event") if isinstance(doc, dict) else None
-                        if isinstance(doc, dict) and ev is None:
-                            ev = doc["event"] = {}
-                        if isinstance(ev, dict) and ev.get("id") is None:
-                            ev["id"] = prefix(k) + "L%d" % n
-                            line = json.dumps(doc, ensure_ascii=False) + "\n"
-                    except ValueError:
-                        pass
-                    out.write(line if line.endswith("\n") else line + "\n")
+        for k, n, line in numbered_lines(paths):
+            try:
+                doc = json.loads(line)
+                ev = doc.get("event") if isinstance(doc, dict) else None
+                if isinstance(doc, dict) and ev is None:
+                    ev = doc["event"] = {}
+                if isinstance(ev, dict) and ev.get("id") is None:
+                    ev["id"] = prefix(k) + "L%d" % n
+                    line = json.dumps(doc, ensure_ascii=False) + "\n"
+            except ValueError:
+                pass
+            out.write(line if line.endswith("\n") else line + "\n")
     return out_path
 
 

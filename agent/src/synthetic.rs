@@ -90,6 +90,9 @@ impl Plant {
     }
 }
 
+/// The public address planted chains connect to (example.com's).
+const PUBLIC_IP: [u8; 4] = [93, 184, 216, 34];
+
 /// How much of each kind of traffic to make.
 #[derive(Debug, Clone)]
 pub struct SyntheticConfig {
@@ -375,25 +378,11 @@ impl Synthetic {
             &["curl", "-fsSL", "http://203.0.113.80/p"],
         );
         curl.parent = Some(Box::new(strip(sh.clone())));
-        let e1 = self.base(Category::Process, vec![EventType::Start], "exec", sh);
+        self.exec(sh);
         self.now += 200_000_000;
-        let e2 = self.base(
-            Category::Process,
-            vec![EventType::Start],
-            "exec",
-            curl.clone(),
-        );
+        self.exec(curl.clone());
         self.now += 300_000_000;
-        let mut e3 = self.base(
-            Category::Network,
-            vec![EventType::Start, EventType::Connection],
-            "connection_attempted",
-            curl,
-        );
-        e3.destination = Some(Endpoint {
-            ip: Some("93.184.216.34".parse().expect("literal IP")),
-            port: Some(80),
-        });
+        self.connect(curl, PUBLIC_IP, 80);
         // Near miss: the same shape under Terminal's zsh.
         let term = planted("zsh", "/bin/zsh", format!("term-{n}"), 61_000, &["-zsh"]);
         let mut sh2 = planted(
@@ -404,8 +393,7 @@ impl Synthetic {
             &["sh", "-c", "curl example.com"],
         );
         sh2.parent = Some(Box::new(term));
-        let e4 = self.base(Category::Process, vec![EventType::Start], "exec", sh2);
-        self.queue.extend([e1, e2, e3, e4]);
+        self.exec(sh2);
         if self.cfg.plant == Plant::All {
             self.plant_rule_chains(n);
         }
@@ -420,7 +408,6 @@ impl Synthetic {
         // then spans about as much event time as the ordinary traffic
         // between rounds, and does not stretch the stream's timeline.
         const MS: i64 = 1_000_000;
-        const PUBLIC: [u8; 4] = [93, 184, 216, 34];
 
         // Legacy installer rule: the installer's own child connects to a
         // public address; the near miss connects to a private one.
@@ -437,7 +424,10 @@ impl Synthetic {
                 "/",
             ],
         );
-        for (tag, pid, ip) in [("upd", 60_011, PUBLIC), ("upd-nm", 60_012, [10, 0, 0, 5])] {
+        for (tag, pid, ip) in [
+            ("upd", 60_011, PUBLIC_IP),
+            ("upd-nm", 60_012, [10, 0, 0, 5]),
+        ] {
             let exe = "/Library/Application Support/Tool/updater";
             let mut updater = planted(
                 "updater",
@@ -558,7 +548,7 @@ impl Synthetic {
         // AN1316: Preview writes into Downloads, starts osascript, which
         // connects out; the near miss only reaches the loopback address.
         let preview_exe = "/System/Applications/Preview.app/Contents/MacOS/Preview";
-        for (i, ip) in [PUBLIC, [127, 0, 0, 1]].into_iter().enumerate() {
+        for (i, ip) in [PUBLIC_IP, [127, 0, 0, 1]].into_iter().enumerate() {
             let pid = 60_040 + 2 * i as u32;
             let preview = planted(
                 "Preview",

@@ -3,6 +3,17 @@
 
 pub mod receivers;
 
+/// The ids of the rules vigil ships (dsl/rules/), each of which the
+/// end-to-end tests expect to see fire.
+pub const SHIPPED_RULE_IDS: [&str; 6] = [
+    "macos-installer-child-network",
+    "macos-installer-network-legacy",
+    "an0938-installer-postinstall-unusual-child",
+    "an0994-browser-spawns-shell",
+    "an0994-download-executed",
+    "an1316-content-app-write-spawn-egress",
+];
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

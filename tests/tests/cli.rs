@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use vigil_e2e::{ndjson, repo, stderr, stdout, vigil};
+use vigil_e2e::{ndjson, repo, stderr, stdout, vigil, SHIPPED_RULE_IDS};
 
 fn positive_fixture_events(dir: &std::path::Path) -> std::path::PathBuf {
     let mut all = String::new();
@@ -47,14 +47,7 @@ fn replay_raises_every_shipped_rule_and_fills_a_spool() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let alerts = ndjson(&stdout(&o));
-    for id in [
-        "macos-installer-child-network",
-        "macos-installer-network-legacy",
-        "an0938-installer-postinstall-unusual-child",
-        "an0994-browser-spawns-shell",
-        "an0994-download-executed",
-        "an1316-content-app-write-spawn-egress",
-    ] {
+    for id in SHIPPED_RULE_IDS {
         assert!(
             alerts.iter().any(|a| a["rule"]["id"] == id),
             "no alert for {id}"

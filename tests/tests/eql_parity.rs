@@ -13,16 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use vigil_e2e::{ndjson, repo, stderr, stdout, vigil, vigil_bin};
-
-const RULES: [&str; 6] = [
-    "macos-installer-child-network",
-    "macos-installer-network-legacy",
-    "an0938-installer-postinstall-unusual-child",
-    "an0994-browser-spawns-shell",
-    "an0994-download-executed",
-    "an1316-content-app-write-spawn-egress",
-];
+use vigil_e2e::{ndjson, repo, stderr, stdout, vigil, vigil_bin, SHIPPED_RULE_IDS};
 
 /// The alerts of one stream: rule id to the matched events' ids, one list
 /// per alert, the lists sorted (the same alerts in any order compare equal).
@@ -182,7 +173,7 @@ fn add_counts(counts: &mut BTreeMap<String, usize>, alerts: &Alerts) {
 }
 
 fn assert_every_rule_fired(what: &str, counts: &BTreeMap<String, usize>) {
-    for rule in RULES {
+    for rule in SHIPPED_RULE_IDS {
         assert!(
             counts.get(rule).copied().unwrap_or(0) > 0,
             "{what}: no alert for {rule} ({counts:?})"
