@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use dsl::event::{
     Category, CodeSignature, Endpoint, EventInfo, EventType, File, Hash, Host, Network, Os,
-    Process, User,
+    Process, Text, User,
 };
 use dsl::Event;
 use rand::rngs::StdRng;
@@ -120,31 +120,92 @@ impl Default for SyntheticConfig {
     }
 }
 
-/// A program's strings that never change, made once: formatting them for
-/// every event would make the generator, not the agent, what a footprint
+/// A program's strings that never change, made once and shared by every
+/// event (as a live source shares a process's strings): allocating them
+/// per event would make the generator, not the agent, what a footprint
 /// benchmark measures.
 struct ProgramStrings {
-    argv: Vec<String>,
-    command_line: String,
-    cdhash: String,
+    name: Text,
+    executable: Text,
+    signing_id: Text,
+    team_id: Option<Text>,
+    argv: Vec<Text>,
+    command_line: Text,
+    cdhash: Text,
 }
 
 impl ProgramStrings {
     fn of(program: usize) -> ProgramStrings {
-        let (_, exe, _, _, args) = PROGRAMS[program];
-        let mut argv = vec![exe.to_string()];
-        argv.extend(args.iter().map(|a| a.to_string()));
+        let (name, exe, signing, team, args) = PROGRAMS[program];
+        let mut argv = vec![exe];
+        argv.extend(args);
         ProgramStrings {
-            command_line: argv.join(" "),
-            argv,
-            cdhash: format!("{:040x}", (program as u128 + 1) * 0x9e37_79b9_7f4a_7c15),
+            name: name.into(),
+            executable: exe.into(),
+            signing_id: signing.into(),
+            team_id: (!team.is_empty()).then(|| team.into()),
+            command_line: argv.join(" ").into(),
+            argv: argv.into_iter().map(Text::from).collect(),
+            cdhash: format!("{:040x}", (program as u128 + 1) * 0x9e37_79b9_7f4a_7c15).into(),
+        }
+    }
+}
+
+/// The host's, user's and other strings every event repeats, made once.
+struct CommonStrings {
+    host: Host,
+    user: User,
+    home: Text,
+    /// `event.action` values, by name.
+    actions: Vec<(&'static str, Text)>,
+    egress_tcp: Network,
+    /// `File` of `FILE_DIRS[d]/FILE_NAMES[n]` at `d * FILE_NAMES.len() + n`.
+    files: Vec<File>,
+}
+
+impl CommonStrings {
+    fn new(host_id: &str) -> CommonStrings {
+        CommonStrings {
+            host: Host {
+                id: Some(host_id.into()),
+                name: Some("alex-mbp".into()),
+                os: Os {
+                    os_type: Some("macos".into()),
+                    family: Some("macos".into()),
+                    version: Some("14.5".into()),
+                },
+            },
+            user: User {
+                id: Some("501".into()),
+                name: Some("alex".into()),
+            },
+            home: "/Users/alex".into(),
+            actions: ["exec", "exit", "create", "write", "connection_attempted"]
+                .into_iter()
+                .map(|a| (a, a.into()))
+                .collect(),
+            egress_tcp: Network {
+                transport: Some("tcp".into()),
+                direction: Some("egress".into()),
+            },
+            files: FILE_DIRS
+                .iter()
+                .flat_map(|d| FILE_NAMES.iter().map(move |n| File::from_path(&format!("{d}/{n}"))))
+                .collect(),
+        }
+    }
+
+    fn action(&self, action: &str) -> Text {
+        match self.actions.iter().find(|(a, _)| *a == action) {
+            Some((_, t)) => t.clone(),
+            None => action.into(),
         }
     }
 }
 
 struct Live {
     pid: u32,
-    entity_id: String,
+    entity_id: Text,
     program: usize,
 }
 
@@ -155,6 +216,7 @@ pub struct Synthetic {
     next_pid: u32,
     live: Vec<Live>,
     programs: Vec<ProgramStrings>,
+    common: CommonStrings,
     queue: std::collections::VecDeque<Event>,
     made: u64,
     rounds_planted: u64,
@@ -164,6 +226,7 @@ impl Synthetic {
     pub fn new(cfg: SyntheticConfig) -> Synthetic {
         let rng = StdRng::seed_from_u64(cfg.seed);
         let now = cfg.start_ns;
+        let common = CommonStrings::new(&cfg.host_id);
         let mut s = Synthetic {
             cfg,
             rng,
@@ -171,6 +234,7 @@ impl Synthetic {
             next_pid: 400,
             live: Vec::new(),
             programs: (0..PROGRAMS.len()).map(ProgramStrings::of).collect(),
+            common,
             queue: Default::default(),
             made: 0,
             rounds_planted: 0,
@@ -186,18 +250,6 @@ impl Synthetic {
         self.rounds_planted
     }
 
-    fn host(&self) -> Host {
-        Host {
-            id: Some(self.cfg.host_id.clone()),
-            name: Some("alex-mbp".into()),
-            os: Os {
-                os_type: Some("macos".into()),
-                family: Some("macos".into()),
-                version: Some("14.5".into()),
-            },
-        }
-    }
-
     fn spawn_live(&mut self, program: usize) -> usize {
         let pid = self.next_pid;
         self.next_pid = if self.next_pid > 99_000 {
@@ -206,7 +258,7 @@ impl Synthetic {
             self.next_pid + 1
         };
         let short: String = self.cfg.host_id.chars().take(8).collect();
-        let entity_id = format!("{short}-{pid}-{}", self.now / 1_000_000);
+        let entity_id = format!("{short}-{pid}-{}", self.now / 1_000_000).into();
         self.live.push(Live {
             pid,
             entity_id,
@@ -217,21 +269,20 @@ impl Synthetic {
 
     fn process_of(&self, idx: usize) -> Process {
         let l = &self.live[idx];
-        let (name, exe, signing, team, _) = PROGRAMS[l.program];
         let strings = &self.programs[l.program];
         Process {
             pid: Some(l.pid),
             entity_id: Some(l.entity_id.clone()),
-            name: Some(name.into()),
-            executable: Some(exe.into()),
+            name: Some(strings.name.clone()),
+            executable: Some(strings.executable.clone()),
             command_line: Some(strings.command_line.clone()),
             args: strings.argv.clone(),
-            working_directory: Some("/Users/alex".into()),
+            working_directory: Some(self.common.home.clone()),
             code_signature: CodeSignature {
-                signing_id: Some(signing.into()),
-                team_id: (!team.is_empty()).then(|| team.to_string()),
+                signing_id: Some(strings.signing_id.clone()),
+                team_id: strings.team_id.clone(),
                 trusted: Some(true),
-                platform_binary: Some(team.is_empty()),
+                platform_binary: Some(strings.team_id.is_none()),
             },
             hash: Hash {
                 cdhash: Some(strings.cdhash.clone()),
@@ -254,16 +305,13 @@ impl Synthetic {
             event: EventInfo {
                 category,
                 types,
-                action: Some(action.into()),
+                action: Some(self.common.action(action)),
                 id: None,
                 outcome: None,
             },
-            host: self.host(),
+            host: self.common.host.clone(),
             process,
-            user: User {
-                id: Some("501".into()),
-                name: Some("alex".into()),
-            },
+            user: self.common.user.clone(),
             file: None,
             source: None,
             destination: None,
@@ -306,8 +354,8 @@ impl Synthetic {
                 e
             }
             25..=84 => {
-                let dir = FILE_DIRS[self.rng.gen_range(0..FILE_DIRS.len())];
-                let name = FILE_NAMES[self.rng.gen_range(0..FILE_NAMES.len())];
+                let dir = self.rng.gen_range(0..FILE_DIRS.len());
+                let name = self.rng.gen_range(0..FILE_NAMES.len());
                 let p = self.process_of(idx);
                 let (t, action) = if self.rng.gen_bool(0.2) {
                     (EventType::Creation, "create")
@@ -315,7 +363,7 @@ impl Synthetic {
                     (EventType::Change, "write")
                 };
                 let mut e = self.base(Category::File, vec![t], action, p);
-                e.file = Some(File::from_path(&format!("{dir}/{name}")));
+                e.file = Some(self.common.files[dir * FILE_NAMES.len() + name].clone());
                 e
             }
             _ => {
@@ -335,10 +383,7 @@ impl Synthetic {
                     ip: Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20))),
                     port: Some(self.rng.gen_range(49152..65535)),
                 });
-                e.network = Some(Network {
-                    transport: Some("tcp".into()),
-                    direction: Some("egress".into()),
-                });
+                e.network = Some(self.common.egress_tcp.clone());
                 e
             }
         }
@@ -606,11 +651,11 @@ impl Synthetic {
 fn planted(name: &str, exe: &str, entity_id: String, pid: u32, args: &[&str]) -> Process {
     Process {
         pid: Some(pid),
-        entity_id: Some(entity_id),
+        entity_id: Some(entity_id.into()),
         name: Some(name.into()),
         executable: Some(exe.into()),
-        args: args.iter().map(|a| a.to_string()).collect(),
-        command_line: Some(args.join(" ")),
+        args: args.iter().map(|&a| Text::from(a)).collect(),
+        command_line: Some(args.join(" ").into()),
         ..Process::default()
     }
 }

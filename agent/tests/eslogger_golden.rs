@@ -181,7 +181,8 @@ fn real_samples_keep_identity_and_paths() {
         exec.process.entity_id.as_deref(),
         Some("golden-mac-97391-149092")
     );
-    assert_eq!(exec.process.args, ["/bin/connection-checker"]);
+    assert_eq!(&*exec.process.args[0], "/bin/connection-checker");
+    assert_eq!(exec.process.args.len(), 1);
     assert_eq!(
         exec.process.working_directory.as_deref(),
         Some("/bin/mullvadvpn-app")

@@ -121,7 +121,7 @@ fn bulky(n: usize) -> Vec<Event> {
             e.timestamp_ns = i as i64;
             e.process
                 .args
-                .push(format!("{i:>6}-{}", "x".repeat(700 + i % 900)));
+                .push(format!("{i:>6}-{}", "x".repeat(700 + i % 900)).into());
             e
         })
         .collect()
@@ -223,7 +223,7 @@ fn a_failed_append_leaves_the_dictionary_consistent() {
             // Too large for the spool: refused, and its strings (which the
             // next records would otherwise refer to) are forgotten.
             let mut huge = e.clone();
-            huge.process.name = Some(format!("huge-{i}-{}", "y".repeat(200_000)));
+            huge.process.name = Some(format!("huge-{i}-{}", "y".repeat(200_000)).into());
             assert!(spool.append(&huge).is_err());
             // Too deep to encode at all.
             let mut deep = e.clone();

@@ -102,7 +102,7 @@ fn hunting_while_the_writer_wraps_returns_only_whole_events() {
     .take(5000)
     .enumerate()
     .map(|(i, mut e)| {
-        e.event.id = Some(i.to_string());
+        e.event.id = Some(i.to_string().into());
         e
     })
     .collect();

@@ -159,7 +159,7 @@ fn main() {
         // The memory floor: read the strings rules typically look at.
         let t = Instant::now();
         let mut acc = 0usize;
-        let f = |s: &Option<String>| {
+        let f = |s: &Option<vigil_dsl::event::Text>| {
             s.as_deref()
                 .map_or(0, |s| s.len() + s.as_bytes()[0] as usize)
         };

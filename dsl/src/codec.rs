@@ -59,7 +59,7 @@ use thiserror::Error;
 
 use crate::event::{
     Category, CodeSignature, Endpoint, Event, EventInfo, EventType, File, Hash, Host, Network, Os,
-    Process, User, MAX_PROCESS_DEPTH,
+    Process, Text, User, MAX_PROCESS_DEPTH,
 };
 
 /// Current encoding version, written by [`encode_event`] and [`EventEncoder`].
@@ -464,7 +464,7 @@ impl EventEncoder {
     }
 
     #[inline]
-    fn sym(&mut self, s: &Option<String>, out: &mut Vec<u8>) {
+    fn sym(&mut self, s: &Option<Text>, out: &mut Vec<u8>) {
         let v = match s {
             None => 0,
             Some(s) => self.intern(s),
@@ -1055,8 +1055,8 @@ impl<'v> EventView<'v> {
         self.syms.category
     }
 
-    fn string(&self, sym: u32) -> Option<String> {
-        self.str(sym).map(str::to_string)
+    fn string(&self, sym: u32) -> Option<Text> {
+        self.str(sym).map(Text::from)
     }
 
     fn process(&self, p: &ProcSyms) -> Process {
@@ -1069,7 +1069,7 @@ impl<'v> EventView<'v> {
                 .syms
                 .args_of(p)
                 .iter()
-                .map(|&a| self.str(a).unwrap_or_default().to_string())
+                .map(|&a| Text::from(self.str(a).unwrap_or_default()))
                 .collect(),
             command_line: self.string(p.command_line),
             working_directory: self.string(p.working_directory),
@@ -1176,7 +1176,7 @@ mod tests {
 
     fn event_with_names(names: &[&str]) -> Event {
         let mut e = Event::default();
-        e.process.args = names.iter().map(|n| n.to_string()).collect();
+        e.process.args = names.iter().map(|n| Text::from(*n)).collect();
         e
     }
 

@@ -84,15 +84,16 @@ pub mod event_types {
 /// Ids that producers write as strings or as numbers (`"502"` or `502`).
 pub mod opt_string_or_number {
     use super::*;
+    use crate::event::Text;
 
-    pub fn serialize<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(v: &Option<Text>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(v) => s.serialize_str(v),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Text>, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
@@ -103,11 +104,11 @@ pub mod opt_string_or_number {
         }
         Ok(match Option::<Raw>::deserialize(d)? {
             None => None,
-            Some(Raw::Text(t)) => Some(t),
-            Some(Raw::Int(i)) => Some(i.to_string()),
-            Some(Raw::UInt(u)) => Some(u.to_string()),
+            Some(Raw::Text(t)) => Some(t.into()),
+            Some(Raw::Int(i)) => Some(i.to_string().into()),
+            Some(Raw::UInt(u)) => Some(u.to_string().into()),
             // ECS allows keyword arrays; vigil keeps the first value.
-            Some(Raw::List(l)) => l.into_iter().next(),
+            Some(Raw::List(l)) => l.into_iter().next().map(Text::from),
         })
     }
 }

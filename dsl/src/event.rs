@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::ecs_serde;
 
+/// A text field's value. Shared, not copied: the same host, user and
+/// program strings recur in most events, so sources and enrichment hand out
+/// references to one allocation instead of making new ones per event.
+pub type Text = std::sync::Arc<str>;
+
 /// One observed fact about a host: a process started, a file was written, a
 /// connection was made.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
@@ -53,15 +58,15 @@ pub struct EventInfo {
     )]
     pub types: Vec<EventType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
+    pub action: Option<Text>,
     #[serde(
         default,
         with = "ecs_serde::opt_string_or_number",
         skip_serializing_if = "Option::is_none"
     )]
-    pub id: Option<String>,
+    pub id: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    pub outcome: Option<Text>,
 }
 
 /// The ECS categories vigil routes rules by. ECS allows several per event;
@@ -225,9 +230,9 @@ pub struct Host {
         with = "ecs_serde::opt_string_or_number",
         skip_serializing_if = "Option::is_none"
     )]
-    pub id: Option<String>,
+    pub id: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Text>,
     #[serde(default, skip_serializing_if = "Os::is_empty")]
     pub os: Os,
 }
@@ -236,11 +241,11 @@ pub struct Host {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
 pub struct Os {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub os_type: Option<String>,
+    pub os_type: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family: Option<String>,
+    pub family: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
+    pub version: Option<Text>,
 }
 
 impl Os {
@@ -261,17 +266,17 @@ pub struct Process {
         with = "ecs_serde::opt_string_or_number",
         skip_serializing_if = "Option::is_none"
     )]
-    pub entity_id: Option<String>,
+    pub entity_id: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub executable: Option<String>,
+    pub executable: Option<Text>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub args: Vec<String>,
+    pub args: Vec<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command_line: Option<String>,
+    pub command_line: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub working_directory: Option<String>,
+    pub working_directory: Option<Text>,
     #[serde(default, skip_serializing_if = "CodeSignature::is_empty")]
     pub code_signature: CodeSignature,
     #[serde(default, skip_serializing_if = "Hash::is_empty")]
@@ -347,9 +352,9 @@ bincode::impl_borrow_decode!(Process);
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
 pub struct CodeSignature {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signing_id: Option<String>,
+    pub signing_id: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub team_id: Option<String>,
+    pub team_id: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,9 +371,9 @@ impl CodeSignature {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
 pub struct Hash {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cdhash: Option<String>,
+    pub cdhash: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+    pub sha256: Option<Text>,
 }
 
 impl Hash {
@@ -385,9 +390,9 @@ pub struct User {
         with = "ecs_serde::opt_string_or_number",
         skip_serializing_if = "Option::is_none"
     )]
-    pub id: Option<String>,
+    pub id: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Text>,
 }
 
 impl User {
@@ -400,13 +405,13 @@ impl User {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
 pub struct File {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub path: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extension: Option<String>,
+    pub extension: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_path: Option<String>,
+    pub target_path: Option<Text>,
 }
 
 impl File {
@@ -417,10 +422,10 @@ impl File {
         let extension = name
             .rsplit_once('.')
             .filter(|(stem, ext)| !stem.is_empty() && !ext.is_empty())
-            .map(|(_, ext)| ext.to_string());
+            .map(|(_, ext)| Text::from(ext));
         File {
-            path: Some(path.to_string()),
-            name: Some(name.to_string()),
+            path: Some(path.into()),
+            name: Some(name.into()),
             extension,
             target_path: None,
         }
@@ -444,9 +449,9 @@ pub struct Endpoint {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
 pub struct Network {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transport: Option<String>,
+    pub transport: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direction: Option<String>,
+    pub direction: Option<Text>,
 }
 
 impl Event {

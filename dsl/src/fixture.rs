@@ -30,7 +30,7 @@ impl ExpectedAlert {
             event_ids: a
                 .events
                 .iter()
-                .map(|e| e.event.id.clone().unwrap_or_else(|| "<no event.id>".into()))
+                .map(|e| e.event.id.as_deref().unwrap_or("<no event.id>").to_string())
                 .collect(),
             join_key: Some(a.join_key.clone()),
         }

@@ -47,7 +47,11 @@ pub fn parse_duration_ns(text: &str) -> Result<i64, String> {
 
 /// Now, in ns since the epoch.
 pub fn now_ns() -> i64 {
-    Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+    // SystemTime, not chrono: sources stamp every event with this.
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
 }
 
 #[cfg(test)]

@@ -147,7 +147,7 @@ fn trailing_bytes_are_reported_with_their_count() {
 fn a_specific_event_survives_with_unicode_args_parent_and_ipv6() {
     let e = sample_event();
     let back = decode_event(&encode_event(&e).unwrap()).unwrap();
-    assert_eq!(back.process.args[2], "échо 名前");
+    assert_eq!(&*back.process.args[2], "échо 名前");
     assert_eq!(back.process.parent.as_ref().unwrap().pid, Some(64632));
     assert_eq!(back, e);
 }

@@ -31,9 +31,9 @@ fn ev(ts: i64, host: Option<&str>, name: &str) -> Event {
     };
     e.event.category = Category::Process;
     e.event.types = vec![EventType::Start];
-    e.event.id = Some(format!("{name}@{ts}"));
-    e.host.id = host.map(str::to_string);
-    e.process.name = Some(name.to_string());
+    e.event.id = Some(format!("{name}@{ts}").into());
+    e.host.id = host.map(Into::into);
+    e.process.name = Some(name.into());
     e
 }
 
@@ -58,7 +58,7 @@ fn ids(matches: &[Match]) -> Vec<Vec<String>> {
         .map(|m| {
             m.events
                 .iter()
-                .map(|e| e.event.id.clone().unwrap())
+                .map(|e| e.event.id.as_deref().unwrap().to_string())
                 .collect()
         })
         .collect()
@@ -464,7 +464,7 @@ fn the_bound_holds_through_the_rule_correlator_too() {
     let mut alerts = Vec::new();
     for i in 0..10_000 {
         let mut e = ev(i * MS, Some("h1"), "a");
-        e.process.entity_id = Some(i.to_string());
+        e.process.entity_id = Some(i.to_string().into());
         c.process(&e, &mut alerts);
         assert!(c.stats()[0].sequence.open <= 8);
     }

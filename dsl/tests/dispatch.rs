@@ -114,11 +114,11 @@ fn event() -> impl Strategy<Value = Event> {
                 e.process = Process {
                     name: Some(NAMES[name].into()),
                     executable: Some(PATHS[exe].into()),
-                    entity_id: Some(format!("p{pid}")),
+                    entity_id: Some(format!("p{pid}").into()),
                     parent: Some(Box::new(Process {
                         name: Some(NAMES[parent].into()),
                         executable: Some(PATHS[(exe + 1) % PATHS.len()].into()),
-                        entity_id: Some(format!("p{ppid}")),
+                        entity_id: Some(format!("p{ppid}").into()),
                         ..Process::default()
                     })),
                     ..Process::default()

@@ -95,7 +95,7 @@ fn jamf_exec_sample_fields() {
     assert_eq!(e.process.pid, Some(91306));
     assert_eq!(e.process.executable.as_deref(), Some("/bin/zsh"));
     assert_eq!(
-        e.process.args,
+        e.process.args.iter().map(|a| &**a).collect::<Vec<_>>(),
         [
             "/bin/zsh",
             "-c",
@@ -141,7 +141,7 @@ fn elastic_defend_windows_samples_fields() {
     assert_eq!(proc.event.types, [EventType::Start]);
     assert_eq!(proc.process.name.as_deref(), Some("svchost.exe"));
     assert_eq!(
-        proc.process.args,
+        proc.process.args.iter().map(|a| &**a).collect::<Vec<_>>(),
         ["C:\\Windows\\System32\\svchost.exe", "-k", "WerSvcGroup"]
     );
     assert_eq!(
@@ -278,7 +278,7 @@ proptest! {
 fn a_bad_line_is_one_error_with_its_line_number_and_reading_goes_on() {
     let good = |name: &str| {
         let mut e = common::proc_start(100, name);
-        e.process.args = vec![name.to_string(), "-c".into()];
+        e.process.args = vec![name.into(), "-c".into()];
         to_ecs_json(&e)
     };
     let mut input: Vec<u8> = Vec::new();
@@ -298,7 +298,7 @@ fn a_bad_line_is_one_error_with_its_line_number_and_reading_goes_on() {
     let summary: Vec<Result<String, u64>> = results
         .iter()
         .map(|r| match r {
-            Ok(e) => Ok(e.process.name.clone().unwrap()),
+            Ok(e) => Ok(e.process.name.as_deref().unwrap().to_string()),
             Err(e) => Err(e.line),
         })
         .collect();

@@ -59,7 +59,7 @@ pub fn one_line(e: &Event) -> String {
     let args = if e.process.args.is_empty() {
         e.process.command_line.clone().unwrap_or_default()
     } else {
-        e.process.args.join(" ")
+        e.process.args.join(" ").into()
     };
     let mut line = format!(
         "{} {} {} pid={} {}",

@@ -9,7 +9,7 @@ use std::collections::BinaryHeap;
 use std::ops::ControlFlow;
 
 use dsl::alert::Alert;
-use dsl::event::{Category, EventType};
+use dsl::event::{Category, EventType, Text};
 use dsl::time::format_rfc3339;
 use dsl::Event;
 use serde::{Deserialize, Serialize};
@@ -76,7 +76,7 @@ impl AlertSummary {
             host_id: a
                 .host_id
                 .clone()
-                .or_else(|| a.events.first().and_then(|e| e.host.id.clone())),
+                .or_else(|| a.events.first().and_then(|e| e.host.id.as_deref().map(str::to_string))),
             timestamp_ns: a.timestamp_ns,
             first_timestamp_ns: a.first_timestamp_ns,
             entity_ids,
@@ -104,28 +104,28 @@ pub struct Lookup {
 pub struct Child {
     #[serde(rename = "@timestamp")]
     pub timestamp: String,
-    pub entity_id: Option<String>,
+    pub entity_id: Option<Text>,
     pub pid: Option<u32>,
-    pub name: Option<String>,
-    pub executable: Option<String>,
-    pub args: Vec<String>,
+    pub name: Option<Text>,
+    pub executable: Option<Text>,
+    pub args: Vec<Text>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileActivity {
     #[serde(rename = "@timestamp")]
     pub timestamp: String,
-    pub action: Option<String>,
-    pub path: Option<String>,
+    pub action: Option<Text>,
+    pub path: Option<Text>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Connection {
     #[serde(rename = "@timestamp")]
     pub timestamp: String,
-    pub action: Option<String>,
+    pub action: Option<Text>,
     pub destination: Option<String>,
-    pub transport: Option<String>,
+    pub transport: Option<Text>,
 }
 
 /// Everything known about one process entity.
@@ -342,7 +342,7 @@ fn entity_facts(
             ent.process = Some(ProcInfo {
                 pid: e.process.pid.unwrap_or(0),
                 ppid: e.process.parent.as_ref().and_then(|p| p.pid),
-                entity_id: ent.entity_id.clone(),
+                entity_id: ent.entity_id.as_str().into(),
                 name: e.process.name.clone(),
                 executable: e.process.executable.clone(),
                 args: e.process.args.clone(),
@@ -402,7 +402,7 @@ pub fn for_alert(
         let host = alert.host_id.clone();
         let key = host.as_deref().map(key_hash);
         scan(r, range, key, &mut unreadable, |e| {
-            if host.is_none() || e.host.id == host {
+            if host.is_none() || e.host.id.as_deref() == host.as_deref() {
                 near.push(e);
             }
         })?;

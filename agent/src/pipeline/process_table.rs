@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use dsl::event::{Category, EventType, Process};
+use dsl::event::{Category, EventType, Process, Text};
 use dsl::Event;
 use serde::Serialize;
 
@@ -15,11 +15,11 @@ use serde::Serialize;
 pub struct ProcInfo {
     pub pid: u32,
     pub ppid: Option<u32>,
-    pub entity_id: String,
-    pub name: Option<String>,
-    pub executable: Option<String>,
-    pub args: Vec<String>,
-    pub user_id: Option<String>,
+    pub entity_id: Text,
+    pub name: Option<Text>,
+    pub executable: Option<Text>,
+    pub args: Vec<Text>,
+    pub user_id: Option<Text>,
     pub start_ns: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_ns: Option<i64>,
@@ -37,8 +37,8 @@ pub struct ProcessTable {
     /// Both maps share each process's one `Arc`: an exec costs one copy
     /// of the event's strings, not three.
     live: HashMap<u32, Arc<ProcInfo>>,
-    by_entity: HashMap<String, Arc<ProcInfo>>,
-    exited: VecDeque<String>,
+    by_entity: HashMap<Text, Arc<ProcInfo>>,
+    exited: VecDeque<Text>,
 }
 
 impl ProcessTable {
@@ -53,8 +53,8 @@ impl ProcessTable {
 
     /// Entity id for a process we only know from a snapshot: host, pid and
     /// start time identify one process instance.
-    pub fn snapshot_entity_id(&self, pid: u32, start_secs: u64) -> String {
-        format!("{}-{pid}-{start_secs}", self.host_tag)
+    pub fn snapshot_entity_id(&self, pid: u32, start_secs: u64) -> Text {
+        format!("{}-{pid}-{start_secs}", self.host_tag).into()
     }
 
     /// Seeds the table with every running process.
@@ -75,14 +75,10 @@ impl ProcessTable {
                 pid,
                 ppid: p.parent().map(|pp| pp.as_u32()),
                 entity_id: self.snapshot_entity_id(pid, p.start_time()),
-                name: Some(p.name().to_string_lossy().into_owned()),
-                executable: p.exe().map(|e| e.display().to_string()),
-                args: p
-                    .cmd()
-                    .iter()
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .collect(),
-                user_id: p.user_id().map(|u| u.to_string()),
+                name: Some(p.name().to_string_lossy().into()),
+                executable: p.exe().map(|e| e.display().to_string().into()),
+                args: p.cmd().iter().map(|a| a.to_string_lossy().into()).collect(),
+                user_id: p.user_id().map(|u| u.to_string().into()),
                 start_ns: (p.start_time() as i64).saturating_mul(1_000_000_000),
                 exit_ns: None,
             };
@@ -119,11 +115,11 @@ impl ProcessTable {
         let Some(pid) = e.process.pid else { return };
         // The source's parent entity id is authoritative: adopt it.
         if let Some(parent) = e.process.parent.as_deref() {
-            if let (Some(ppid), Some(peid)) = (parent.pid, parent.entity_id.as_deref()) {
+            if let (Some(ppid), Some(peid)) = (parent.pid, &parent.entity_id) {
                 if let Some(known) = self.live.get(&ppid) {
-                    if known.entity_id != peid {
+                    if known.entity_id != *peid {
                         let mut info = ProcInfo::clone(known);
-                        info.entity_id = peid.to_string();
+                        info.entity_id = Text::clone(peid);
                         self.insert(info);
                     }
                 }
@@ -142,7 +138,7 @@ impl ProcessTable {
                 .process
                 .entity_id
                 .clone()
-                .unwrap_or_else(|| format!("{}-{pid}-{}", self.host_tag, e.timestamp_ns));
+                .unwrap_or_else(|| format!("{}-{pid}-{}", self.host_tag, e.timestamp_ns).into());
             self.insert(ProcInfo {
                 pid,
                 ppid,
@@ -209,10 +205,10 @@ fn fill_process(p: &mut Process, info: &ProcInfo) {
         p.entity_id = Some(info.entity_id.clone());
     }
     if p.name.is_none() {
-        p.name = info.name.clone();
+        p.name = info.name.clone().map(Into::into);
     }
     if p.executable.is_none() {
-        p.executable = info.executable.clone();
+        p.executable = info.executable.clone().map(Into::into);
     }
     if p.args.is_empty() {
         p.args = info.args.clone();
@@ -267,7 +263,7 @@ mod tests {
         let chain: Vec<_> = t
             .ancestry("e12")
             .into_iter()
-            .map(|p| p.name.unwrap())
+            .map(|p| p.name.unwrap().to_string())
             .collect();
         assert_eq!(chain, ["curl", "sh", "installer"]);
         // A network event with only a pid gets its process filled in.

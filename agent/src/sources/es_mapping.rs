@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 
 use dsl::event::{
     Category, CodeSignature, Endpoint, EventInfo, EventType, File, Hash, Host, Network, Os,
-    Process, User,
+    Process, Text, User,
 };
 use dsl::Event;
 
@@ -197,12 +197,12 @@ impl MapContext {
         };
         MapContext {
             host: Host {
-                id: Some(host_id.to_string()),
-                name: host_name.map(str::to_string),
+                id: Some(host_id.into()),
+                name: host_name.map(Into::into),
                 os: Os {
-                    os_type: Some("macos".to_string()),
-                    family: Some("macos".to_string()),
-                    version: os_version.map(str::to_string),
+                    os_type: Some("macos".into()),
+                    family: Some("macos".into()),
+                    version: os_version.map(Into::into),
                 },
             },
             entity_prefix,
@@ -247,7 +247,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
         ..Event::default()
     };
     let user_of = |p: &EsProcess| User {
-        id: Some(p.token.euid.to_string()),
+        id: Some(p.token.euid.to_string().into()),
         name: None,
     };
     match event {
@@ -256,10 +256,10 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             e.user = user_of(&target);
             let mut p = process_of(target, ctx);
             if !args.is_empty() {
-                p.command_line = Some(args.join(" "));
+                p.command_line = Some(args.join(" ").into());
             }
-            p.args = args;
-            p.working_directory = cwd;
+            p.args = args.into_iter().map(Text::from).collect();
+            p.working_directory = cwd.map(Into::into);
             e.process = p;
         }
         EsEvent::Fork { child } => {
@@ -306,7 +306,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             // The model has no file.Ext.original.path; the old path rides in
             // target_path so it is not lost.
             if let Some(f) = e.file.as_mut() {
-                f.target_path = Some(source);
+                f.target_path = Some(source.into());
             }
         }
         EsEvent::Unlink { path } => {
@@ -327,7 +327,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             e.file = Some(File::from_path(&path));
             e.network = Some(Network {
                 transport: None,
-                direction: Some("internal".to_string()),
+                direction: Some("internal".into()),
             });
         }
         EsEvent::Authentication {
@@ -349,11 +349,11 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
                 vec![EventType::Info],
                 action,
             );
-            e.event.outcome = Some(outcome(success));
+            e.event.outcome = Some(outcome(success).into());
             e.process = process_of(process, ctx);
             e.user = User {
-                id: user_id.map(|u| u.to_string()),
-                name: user_name,
+                id: user_id.map(|u| u.to_string()).map(Into::into),
+                name: user_name.map(Into::into),
             };
         }
         EsEvent::LoginLogin {
@@ -367,11 +367,11 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
                 vec![EventType::Start],
                 "login_login",
             );
-            e.event.outcome = Some(outcome(success));
+            e.event.outcome = Some(outcome(success).into());
             e.process = process_of(process, ctx);
             e.user = User {
-                id: user_id.map(|u| u.to_string()),
-                name: user_name,
+                id: user_id.map(|u| u.to_string()).map(Into::into),
+                name: user_name.map(Into::into),
             };
         }
         EsEvent::LoginLogout { user_name, user_id } => {
@@ -383,8 +383,8 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             );
             e.process = process_of(process, ctx);
             e.user = User {
-                id: user_id.map(|u| u.to_string()),
-                name: user_name,
+                id: user_id.map(|u| u.to_string()).map(Into::into),
+                name: user_name.map(Into::into),
             };
         }
         EsEvent::OpensshLogin {
@@ -399,11 +399,11 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
                 vec![EventType::Start],
                 "openssh_login",
             );
-            e.event.outcome = Some(outcome(success));
+            e.event.outcome = Some(outcome(success).into());
             e.process = process_of(process, ctx);
             e.user = User {
-                id: user_id.map(|u| u.to_string()),
-                name: user_name,
+                id: user_id.map(|u| u.to_string()).map(Into::into),
+                name: user_name.map(Into::into),
             };
             e.source = source_address
                 .and_then(|a| a.parse().ok())
@@ -423,7 +423,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             e.process = process_of(process, ctx);
             e.user = User {
                 id: None,
-                name: user_name,
+                name: user_name.map(Into::into),
             };
         }
         EsEvent::BtmLaunchItemAdd {
@@ -452,11 +452,11 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             // is the BTM daemon reporting it.
             e.process = process_of(instigator.unwrap_or(process), ctx);
             e.user = User {
-                id: uid.map(|u| u.to_string()),
+                id: uid.map(|u| u.to_string()).map(Into::into),
                 name: None,
             };
             let mut f = File::from_path(&resolve_btm_url(&item_url, app_url.as_deref()));
-            f.target_path = executable_path.map(|x| resolve_btm_url(&x, app_url.as_deref()));
+            f.target_path = executable_path.map(|x| resolve_btm_url(&x, app_url.as_deref())).map(Into::into);
             e.file = Some(f);
         }
         EsEvent::Unmapped => return Err(Skip::Unmapped(event_type_name(event_type))),
@@ -468,7 +468,7 @@ fn info(e: &mut Event, category: Category, types: Vec<EventType>, action: &str) 
     e.event = EventInfo {
         category,
         types,
-        action: Some(action.to_string()),
+        action: Some(action.into()),
         ..EventInfo::default()
     };
 }
@@ -487,7 +487,7 @@ fn file_event(
 ) {
     info(e, Category::File, vec![ty], action);
     e.user = User {
-        id: Some(process.token.euid.to_string()),
+        id: Some(process.token.euid.to_string().into()),
         name: None,
     };
     e.process = process_of(process, ctx);
@@ -520,7 +520,7 @@ pub fn process_of(p: EsProcess, ctx: &MapContext) -> Process {
     let parent = match p.parent_token {
         Some(t) => Some(Process {
             pid: u32::try_from(t.pid).ok(),
-            entity_id: Some(ctx.entity_id(&t)),
+            entity_id: Some(ctx.entity_id(&t).into()),
             ..Process::default()
         }),
         None => u32::try_from(p.ppid)
@@ -534,21 +534,22 @@ pub fn process_of(p: EsProcess, ctx: &MapContext) -> Process {
     let trusted = code_signature_trusted(&p);
     Process {
         pid: u32::try_from(p.token.pid).ok(),
-        entity_id: Some(ctx.entity_id(&p.token)),
-        name: Some(basename(&p.executable).to_string()),
+        entity_id: Some(ctx.entity_id(&p.token).into()),
+        name: Some(basename(&p.executable).into()),
         code_signature: CodeSignature {
-            signing_id: p.signing_id.filter(|s| !s.is_empty()),
-            team_id: p.team_id.filter(|s| !s.is_empty()),
+            signing_id: p.signing_id.filter(|s| !s.is_empty()).map(Into::into),
+            team_id: p.team_id.filter(|s| !s.is_empty()).map(Into::into),
             trusted: Some(trusted),
             platform_binary: Some(p.is_platform_binary),
         },
         hash: Hash {
             cdhash: p
                 .cdhash
-                .filter(|s| !s.is_empty() && s.bytes().any(|b| b != b'0')),
+                .filter(|s| !s.is_empty() && s.bytes().any(|b| b != b'0'))
+                .map(Into::into),
             sha256: None,
         },
-        executable: Some(p.executable),
+        executable: Some(p.executable.into()),
         parent: parent.map(Box::new),
         ..Process::default()
     }
@@ -853,11 +854,11 @@ impl ProcessCache {
         if !same_image {
             return;
         }
-        parent.name = Some(basename(&c.executable).to_string());
-        parent.executable = Some(c.executable.clone());
+        parent.name = Some(basename(&c.executable).into());
+        parent.executable = Some(c.executable.as_str().into());
         if !c.args.is_empty() {
-            parent.command_line = Some(c.args.join(" "));
-            parent.args = c.args.clone();
+            parent.command_line = Some(c.args.join(" ").into());
+            parent.args = c.args.iter().map(|a| Text::from(a.as_str())).collect();
         }
     }
 
@@ -939,8 +940,8 @@ pub fn network_event(conn: &SocketConn, process: Process, ctx: &MapContext, time
         port: Some(conn.remote.port()),
     });
     e.network = Some(Network {
-        transport: Some(conn.transport.to_string()),
-        direction: Some("egress".to_string()),
+        transport: Some(conn.transport.into()),
+        direction: Some("egress".into()),
     });
     e
 }

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use super::matchers::StrTest;
 use crate::codec::{EventSyms, EventView, ProcSyms};
-use crate::event::{Category, Endpoint, Event, EventType, Process};
+use crate::event::{Category, Endpoint, Event, EventType, Process, Text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
@@ -39,7 +39,7 @@ impl FieldKind {
 pub enum FieldValue<'a> {
     Null,
     Str(&'a str),
-    StrList(&'a [String]),
+    StrList(&'a [Text]),
     /// A list of strings as interned symbols (`process.args` of an
     /// [`EventView`]).
     Syms(SymList<'a>),
@@ -334,7 +334,7 @@ pub fn all_paths() -> impl Iterator<Item = &'static str> {
     FIELDS.iter().map(|f| f.path)
 }
 
-fn s(v: &Option<String>) -> FieldValue<'_> {
+fn s(v: &Option<Text>) -> FieldValue<'_> {
     v.as_deref().map_or(FieldValue::Null, FieldValue::Str)
 }
 

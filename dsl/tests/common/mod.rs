@@ -10,13 +10,13 @@ use proptest::option;
 use proptest::prelude::*;
 use vigil_dsl::event::{
     Category, CodeSignature, Endpoint, EventInfo, EventType, File, Hash, Host, Network, Os,
-    Process, User,
+    Process, Text, User,
 };
 use vigil_dsl::Event;
 
 /// Text as sources produce it: ASCII paths, unicode names, control
 /// characters, quotes and backslashes, and the empty string.
-pub fn arb_text() -> BoxedStrategy<String> {
+pub fn arb_text() -> BoxedStrategy<Text> {
     prop_oneof![
         3 => "[a-zA-Z0-9_./ -]{0,24}",
         2 => "\\PC{0,16}",
@@ -29,10 +29,11 @@ pub fn arb_text() -> BoxedStrategy<String> {
             "\u{0}nul\u{7f}".to_string(),
         ]),
     ]
+    .prop_map(Text::from)
     .boxed()
 }
 
-pub fn opt_text() -> BoxedStrategy<Option<String>> {
+pub fn opt_text() -> BoxedStrategy<Option<Text>> {
     option::of(arb_text()).boxed()
 }
 

@@ -230,7 +230,7 @@ fn handle(sh: &Shared, r: FanRecord) {
             ev.user.id = view
                 .as_ref()
                 .and_then(|v| v.attrs.uid)
-                .map(|u| u.to_string());
+                .map(|u| u.to_string().into());
         }
         sh.emit(c, ev);
     }

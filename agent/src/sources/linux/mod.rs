@@ -221,12 +221,12 @@ impl Shared {
         let boot_id = procfs::boot_id();
         Shared {
             host: Host {
-                id: Some(cfg.host_id.clone()),
-                name: Some(cfg.host_name.clone()),
+                id: Some(cfg.host_id.as_str().into()),
+                name: Some(cfg.host_name.as_str().into()),
                 os: Os {
-                    os_type: Some("linux".to_string()),
-                    family: cfg.os_family.clone(),
-                    version: cfg.os_version.clone(),
+                    os_type: Some("linux".into()),
+                    family: cfg.os_family.clone().map(Into::into),
+                    version: cfg.os_version.clone().map(Into::into),
                 },
             },
             table: Mutex::new(ProcessTable::new(&cfg.host_id, &boot_id)),
@@ -254,7 +254,7 @@ impl Shared {
             event: EventInfo {
                 category,
                 types,
-                action: Some(action.to_string()),
+                action: Some(action.into()),
                 ..Default::default()
             },
             host: self.host.clone(),
@@ -339,9 +339,9 @@ impl Shared {
     pub fn process_from_view(pid: u32, view: Option<&ProcEntry>) -> Process {
         Process {
             pid: Some(pid),
-            entity_id: view.map(|v| v.id.entity_id.clone()),
-            name: view.and_then(|v| v.attrs.name.clone()),
-            executable: view.and_then(|v| v.attrs.executable.clone()),
+            entity_id: view.map(|v| v.id.entity_id.clone()).map(Into::into),
+            name: view.and_then(|v| v.attrs.name.clone()).map(Into::into),
+            executable: view.and_then(|v| v.attrs.executable.clone()).map(Into::into),
             ..Default::default()
         }
     }

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dsl::event::{Category, EventType};
+use dsl::event::{Category, EventType, Text};
 
 use super::entity::Attrs;
 use super::procfs::{self, ProcInfo};
@@ -608,10 +608,10 @@ impl Handler {
         };
         let attrs = entry.as_ref().map(|e| &e.attrs).unwrap_or(&inherited);
         ev.process.pid = Some(child);
-        ev.process.entity_id = entry.as_ref().map(|e| e.id.entity_id.clone());
-        ev.process.name = attrs.name.clone();
-        ev.process.executable = attrs.executable.clone();
-        ev.user.id = attrs.uid.map(|u| u.to_string());
+        ev.process.entity_id = entry.as_ref().map(|e| e.id.entity_id.clone()).map(Into::into);
+        ev.process.name = attrs.name.clone().map(Into::into);
+        ev.process.executable = attrs.executable.clone().map(Into::into);
+        ev.user.id = attrs.uid.map(|u| u.to_string()).map(Into::into);
         ev.process.parent = Some(Box::new(Shared::parent_process(
             parent,
             parent_view.as_ref(),
@@ -654,17 +654,17 @@ impl Handler {
         let mut ev = sh.base_event(Category::Process, vec![EventType::Start], "exec");
         let p = &mut ev.process;
         p.pid = Some(pid);
-        p.entity_id = entry.as_ref().map(|e| e.id.entity_id.clone());
-        p.name = attrs.name.clone();
-        p.executable = attrs.executable.clone();
-        p.command_line = (!info.args.is_empty()).then(|| info.args.join(" "));
-        p.args = info.args;
-        p.working_directory = info.cwd;
+        p.entity_id = entry.as_ref().map(|e| e.id.entity_id.clone()).map(Into::into);
+        p.name = attrs.name.clone().map(Into::into);
+        p.executable = attrs.executable.clone().map(Into::into);
+        p.command_line = (!info.args.is_empty()).then(|| info.args.join(" ")).map(Into::into);
+        p.args = info.args.into_iter().map(Text::from).collect();
+        p.working_directory = info.cwd.map(Into::into);
         if let Some(ppid) = attrs.ppid.filter(|&pp| pp > 0) {
             let view = sh.lookup(ppid);
             p.parent = Some(Box::new(Shared::parent_process(ppid, view.as_ref())));
         }
-        ev.user.id = attrs.uid.map(|u| u.to_string());
+        ev.user.id = attrs.uid.map(|u| u.to_string()).map(Into::into);
         sh.emit(&sh.counters.process, ev);
         if let Some(s) = &self.sockets {
             s.nudge();
@@ -680,14 +680,14 @@ impl Handler {
         p.pid = Some(pid);
         p.exit_code = Some(exit_code_from_status(status));
         if let Some(e) = &entry {
-            p.entity_id = Some(e.id.entity_id.clone());
-            p.name = e.attrs.name.clone();
-            p.executable = e.attrs.executable.clone();
-            ev.user.id = e.attrs.uid.map(|u| u.to_string());
+            p.entity_id = Some(e.id.entity_id.as_str().into());
+            p.name = e.attrs.name.clone().map(Into::into);
+            p.executable = e.attrs.executable.clone().map(Into::into);
+            ev.user.id = e.attrs.uid.map(|u| u.to_string()).map(Into::into);
         } else if let Some(st) = procfs::read_stat(pid) {
             // Never seen (e.g. lost fork): the zombie's stat may still be there.
-            p.entity_id = Some(sh.entity_id(pid, st.start_ticks, 0));
-            p.name = Some(st.comm);
+            p.entity_id = Some(sh.entity_id(pid, st.start_ticks, 0).into());
+            p.name = Some(st.comm.into());
         }
         let ppid = parent
             .or(entry.as_ref().and_then(|e| e.attrs.ppid))

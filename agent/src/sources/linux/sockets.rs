@@ -321,8 +321,8 @@ impl SocketPoller {
                 port: Some(e.remote.port()),
             });
             ev.network = Some(Network {
-                transport: Some("tcp".to_string()),
-                direction: Some("egress".to_string()),
+                transport: Some("tcp".into()),
+                direction: Some("egress".into()),
             });
             let mut uid = Some(e.uid);
             match pid {
@@ -335,7 +335,7 @@ impl SocketPoller {
                     sh.counters.unattributed_connections.fetch_add(1, Relaxed);
                 }
             }
-            ev.user.id = uid.map(|u| u.to_string());
+            ev.user.id = uid.map(|u| u.to_string()).map(Into::into);
             sh.emit(c, ev);
         }
         n
