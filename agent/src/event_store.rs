@@ -10,6 +10,7 @@
 
 use anyhow::{Context, Result};
 use dsl::codec::{decode_event, BlockDecoder, CodecError, Decoded, EventEncoder};
+use dsl::event::Text;
 use dsl::Event;
 use spool::{Block, SpoolConfig, SpoolError, SpoolReader, SpoolWriter, WriterStats};
 
@@ -25,15 +26,57 @@ pub fn key_hash(text: &str) -> u64 {
 /// The spool keys of an event: its process, its parent and its host.
 pub fn event_keys(e: &Event, out: &mut Vec<u64>) {
     out.clear();
-    let ids = [
-        e.process.entity_id.as_deref(),
-        e.process
-            .parent
-            .as_ref()
-            .and_then(|p| p.entity_id.as_deref()),
-        e.host.id.as_deref(),
-    ];
-    out.extend(ids.into_iter().flatten().map(key_hash));
+    out.extend(key_ids(e).into_iter().flatten().map(|id| key_hash(id)));
+}
+
+fn key_ids(e: &Event) -> [Option<&Text>; 3] {
+    [
+        e.process.entity_id.as_ref(),
+        e.process.parent.as_ref().and_then(|p| p.entity_id.as_ref()),
+        e.host.id.as_ref(),
+    ]
+}
+
+/// Slots of [`KeyMemo`].
+const KEY_MEMO_SLOTS: usize = 256;
+
+/// The key hashes of recently seen ids, by the id's address: an event's
+/// host and processes recur, and hashing them byte by byte for every event
+/// cost the spool thread more than encoding them.
+struct KeyMemo {
+    slots: Vec<Option<(Text, u64)>>,
+}
+
+impl Default for KeyMemo {
+    fn default() -> KeyMemo {
+        KeyMemo {
+            slots: vec![None; KEY_MEMO_SLOTS],
+        }
+    }
+}
+
+impl KeyMemo {
+    /// [`event_keys`], from memory where it can.
+    fn event_keys(&mut self, e: &Event, out: &mut Vec<u64>) {
+        out.clear();
+        for id in key_ids(e).into_iter().flatten() {
+            out.push(self.key(id));
+        }
+    }
+
+    fn key(&mut self, id: &Text) -> u64 {
+        let (addr, _) = id.addr();
+        let slot = ((addr as u64 >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize;
+        match &self.slots[slot % KEY_MEMO_SLOTS] {
+            // The slot holds its `Text`: the same address is the same bytes.
+            Some((held, hash)) if held.addr() == id.addr() => *hash,
+            _ => {
+                let hash = key_hash(id);
+                self.slots[slot % KEY_MEMO_SLOTS] = Some((id.clone(), hash));
+                hash
+            }
+        }
+    }
 }
 
 /// Appends events to a spool, reusing its buffers between events.
@@ -52,6 +95,7 @@ pub struct EventSpool {
     encoder: EventEncoder,
     buf: Vec<u8>,
     keys: Vec<u64>,
+    key_memo: KeyMemo,
     /// Valid blocks found when the spool was opened (an earlier run's).
     recovered_blocks: usize,
 }
@@ -81,6 +125,7 @@ impl EventSpool {
             encoder: EventEncoder::new(),
             buf: Vec::with_capacity(1024),
             keys: Vec::with_capacity(4),
+            key_memo: KeyMemo::default(),
             recovered_blocks: report.valid_blocks,
         })
     }
@@ -88,7 +133,7 @@ impl EventSpool {
     pub fn append(&mut self, e: &Event) -> Result<()> {
         self.buf.clear();
         self.encoder.encode_into(e, &mut self.buf)?;
-        event_keys(e, &mut self.keys);
+        self.key_memo.event_keys(e, &mut self.keys);
         let before = self.writer.stats();
         let bound = self.buf.len() + framing_bound(self.keys.len());
         if before.pending_records > 0
@@ -232,4 +277,38 @@ pub fn for_each_event(
         }
     }
     (counts, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_keys_are_the_hashed_keys() {
+        let mut memo = KeyMemo::default();
+        // Recurring ids (the same `Text`), equal ids in other allocations,
+        // and more distinct ids than the memo has slots.
+        let host = Text::from("host-1");
+        let ids: Vec<Text> = (0..3 * KEY_MEMO_SLOTS)
+            .map(|i| Text::from(format!("entity-{}", i % 700)))
+            .collect();
+        let (mut remembered, mut hashed) = (Vec::new(), Vec::new());
+        for (i, id) in ids.iter().enumerate() {
+            let mut e = Event::default();
+            e.host.id = Some(if i % 2 == 0 {
+                host.clone()
+            } else {
+                Text::from("host-1")
+            });
+            e.process.entity_id = Some(id.clone());
+            e.process.parent = Some(Box::new(dsl::event::Process {
+                entity_id: Some(ids[i / 2].clone()),
+                ..Default::default()
+            }));
+            memo.event_keys(&e, &mut remembered);
+            event_keys(&e, &mut hashed);
+            assert_eq!(remembered, hashed, "event {i}");
+            assert_eq!(hashed.len(), 3);
+        }
+    }
 }

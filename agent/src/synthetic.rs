@@ -6,6 +6,7 @@
 //! near misses) at a fixed rate, so benchmarks and demos have alerts to find.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::OnceLock;
 
 use dsl::event::{
     Category, CodeSignature, Endpoint, EventInfo, EventType, File, Hash, Host, Network, Os,
@@ -123,7 +124,7 @@ impl Default for SyntheticConfig {
 /// A program's strings that never change, made once and shared by every
 /// event (as a live source shares a process's strings): allocating them
 /// per event would make the generator, not the agent, what a footprint
-/// benchmark measures.
+/// benchmark measures. All static: cloning them touches no counter.
 struct ProgramStrings {
     name: Text,
     executable: Text,
@@ -139,14 +140,29 @@ impl ProgramStrings {
         let (name, exe, signing, team, args) = PROGRAMS[program];
         let mut argv = vec![exe];
         argv.extend(args);
+        // Made once per process (not per generator) and kept for good.
+        static MADE: OnceLock<Vec<(Text, Text)>> = OnceLock::new();
+        let (command_line, cdhash) = MADE.get_or_init(|| {
+            (0..PROGRAMS.len())
+                .map(|p| {
+                    let (_, exe, _, _, args) = PROGRAMS[p];
+                    let line = std::iter::once(exe).chain(args.iter().copied());
+                    (
+                        Text::leak(line.collect::<Vec<_>>().join(" ")),
+                        Text::leak(format!("{:040x}", (p as u128 + 1) * 0x9e37_79b9_7f4a_7c15)),
+                    )
+                })
+                .collect()
+        })[program]
+            .clone();
         ProgramStrings {
-            name: name.into(),
-            executable: exe.into(),
-            signing_id: signing.into(),
-            team_id: (!team.is_empty()).then(|| team.into()),
-            command_line: argv.join(" ").into(),
-            argv: argv.into_iter().map(Text::from).collect(),
-            cdhash: format!("{:040x}", (program as u128 + 1) * 0x9e37_79b9_7f4a_7c15).into(),
+            name: Text::from_static(name),
+            executable: Text::from_static(exe),
+            signing_id: Text::from_static(signing),
+            team_id: (!team.is_empty()).then(|| Text::from_static(team)),
+            command_line,
+            argv: argv.into_iter().map(Text::from_static).collect(),
+            cdhash,
         }
     }
 }
@@ -165,33 +181,49 @@ struct CommonStrings {
 
 impl CommonStrings {
     fn new(host_id: &str) -> CommonStrings {
+        let text = Text::from_static;
+        // Made once per process and kept for good, like the program strings.
+        static FILES: OnceLock<Vec<File>> = OnceLock::new();
+        let files = FILES.get_or_init(|| {
+            FILE_DIRS
+                .iter()
+                .flat_map(|d| FILE_NAMES.iter().map(move |n| format!("{d}/{n}")))
+                .map(|path| {
+                    let f = File::from_path(&path);
+                    let leak = |t: Option<Text>| t.map(|t| Text::leak(t.to_string()));
+                    File {
+                        path: leak(f.path),
+                        name: leak(f.name),
+                        extension: leak(f.extension),
+                        target_path: None,
+                    }
+                })
+                .collect()
+        });
         CommonStrings {
             host: Host {
                 id: Some(host_id.into()),
-                name: Some("alex-mbp".into()),
+                name: Some(text("alex-mbp")),
                 os: Os {
-                    os_type: Some("macos".into()),
-                    family: Some("macos".into()),
-                    version: Some("14.5".into()),
+                    os_type: Some(text("macos")),
+                    family: Some(text("macos")),
+                    version: Some(text("14.5")),
                 },
             },
             user: User {
-                id: Some("501".into()),
-                name: Some("alex".into()),
+                id: Some(text("501")),
+                name: Some(text("alex")),
             },
-            home: "/Users/alex".into(),
+            home: text("/Users/alex"),
             actions: ["exec", "exit", "create", "write", "connection_attempted"]
                 .into_iter()
-                .map(|a| (a, a.into()))
+                .map(|a| (a, text(a)))
                 .collect(),
             egress_tcp: Network {
-                transport: Some("tcp".into()),
-                direction: Some("egress".into()),
+                transport: Some(text("tcp")),
+                direction: Some(text("egress")),
             },
-            files: FILE_DIRS
-                .iter()
-                .flat_map(|d| FILE_NAMES.iter().map(move |n| File::from_path(&format!("{d}/{n}"))))
-                .collect(),
+            files: files.clone(),
         }
     }
 

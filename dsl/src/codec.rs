@@ -320,6 +320,13 @@ fn quick_hash(s: &[u8]) -> usize {
     (h >> (64 - CACHE_BITS)) as usize
 }
 
+/// Slot of a string's address in the encoder's address cache. A shared
+/// string's text follows its two 8-byte counts: the low bits carry nothing.
+#[inline(always)]
+fn ptr_slot(addr: usize) -> usize {
+    ((addr as u64 >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - CACHE_BITS)) as usize
+}
+
 /// Encodes events into version-2 records against a dictionary that grows
 /// with every record, until [`reset`](EventEncoder::reset). One encoder
 /// writes the records of one spool block; reset it exactly where the block
@@ -338,6 +345,14 @@ pub struct EventEncoder {
     /// event were seen recently, and one comparison confirms them without
     /// hashing the whole string.
     cache: Box<[u32]>,
+    /// `ptr_slot` of a shared string's address → (address, symbol + 1):
+    /// strings sources share between events are recognised by address,
+    /// without reading their bytes (which another core wrote).
+    by_ptr: Box<[(usize, u32)]>,
+    /// Symbol index → the shared string it was first seen as. Holding it
+    /// keeps that address from being reused for other text while a
+    /// `by_ptr` entry names it; a hit is confirmed against it.
+    held: Vec<Option<Text>>,
     /// The strings the record being encoded adds, each as varint length + bytes.
     new_strings: Vec<u8>,
     new_count: u64,
@@ -354,6 +369,8 @@ impl Default for EventEncoder {
             by_hash: ByHash::default(),
             collided: HashMap::new(),
             cache: vec![0; 1 << CACHE_BITS].into_boxed_slice(),
+            by_ptr: vec![(0, 0); 1 << CACHE_BITS].into_boxed_slice(),
+            held: Vec::new(),
             new_strings: Vec::new(),
             new_count: 0,
             body: Vec::new(),
@@ -374,6 +391,8 @@ impl EventEncoder {
         self.by_hash.clear();
         self.collided.clear();
         self.cache.fill(0);
+        // `by_ptr` entries now fail their check against `held`.
+        self.held.clear();
         self.mark = 0;
     }
 
@@ -396,6 +415,7 @@ impl EventEncoder {
             self.by_hash.retain(|_, id| *id < mark);
             self.collided.retain(|_, id| *id < mark);
             self.spans.truncate(mark as usize);
+            self.held.truncate(mark as usize);
             self.arena.truncate(start as usize);
             // Cache entries past `mark` now miss (or are re-confirmed by
             // comparison once the ids are reused).
@@ -463,11 +483,36 @@ impl EventEncoder {
         id
     }
 
+    /// [`intern`](Self::intern) for a shared string: by address when this
+    /// block already met this very allocation, by content otherwise.
+    #[inline]
+    fn intern_text(&mut self, t: &Text) -> u64 {
+        let addr = t.addr();
+        let slot = ptr_slot(addr.0);
+        let (seen, sym) = self.by_ptr[slot];
+        if seen == addr.0 && sym != 0 {
+            let held = self.held.get(sym as usize - 1).and_then(Option::as_ref);
+            if held.is_some_and(|h| h.addr() == addr) {
+                return u64::from(sym);
+            }
+        }
+        let sym = self.intern(t);
+        let id = sym as usize - 1;
+        if self.held.len() <= id {
+            self.held.resize(id + 1, None);
+        }
+        if self.held[id].is_none() {
+            self.held[id] = Some(t.clone());
+            self.by_ptr[slot] = (addr.0, sym as u32);
+        }
+        sym
+    }
+
     #[inline]
     fn sym(&mut self, s: &Option<Text>, out: &mut Vec<u8>) {
         let v = match s {
             None => 0,
-            Some(s) => self.intern(s),
+            Some(s) => self.intern_text(s),
         };
         put_varint(out, v);
     }
@@ -531,7 +576,7 @@ impl EventEncoder {
         self.sym(&p.executable, b);
         put_varint(b, p.args.len() as u64);
         for a in &p.args {
-            let v = self.intern(a);
+            let v = self.intern_text(a);
             put_varint(b, v);
         }
         self.sym(&p.command_line, b);

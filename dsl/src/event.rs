@@ -14,10 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ecs_serde;
 
-/// A text field's value. Shared, not copied: the same host, user and
-/// program strings recur in most events, so sources and enrichment hand out
-/// references to one allocation instead of making new ones per event.
-pub type Text = std::sync::Arc<str>;
+pub use crate::text::Text;
 
 /// One observed fact about a host: a process started, a file was written, a
 /// connection was made.

@@ -13,6 +13,7 @@ mod ecs_serde;
 pub mod event;
 mod fasthash;
 pub mod query;
+pub mod text;
 pub mod time;
 
 pub use event::Event;

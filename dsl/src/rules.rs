@@ -525,7 +525,10 @@ impl RuleSet {
             timestamp_ns: last,
             first_timestamp_ns: first,
             rule: rule.meta.clone(),
-            host_id: m.events.first().and_then(|e| e.host.id.as_deref().map(str::to_string)),
+            host_id: m
+                .events
+                .first()
+                .and_then(|e| e.host.id.as_deref().map(str::to_string)),
             join_key: key_names.into_iter().zip(m.key).collect(),
             events,
             context_requests: rule.context.clone(),

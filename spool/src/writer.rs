@@ -187,6 +187,9 @@ impl RingSource for MapSource<'_> {
     }
 }
 
+/// How many appends apart a batch's age is checked.
+const AGE_CHECK_EVERY: u32 = 64;
+
 pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -524,7 +527,10 @@ impl SpoolWriter {
         for &k in keys {
             bloom_insert(&mut b.bloom, k);
         }
-        if b.buf.len() >= self.target || started.elapsed() >= self.max_age {
+        // The clock is read every AGE_CHECK_EVERY records, not per record:
+        // writers also call `seal_if_due` from a timer.
+        let age_due = b.records % AGE_CHECK_EVERY == 0 && started.elapsed() >= self.max_age;
+        if b.buf.len() >= self.target || age_due {
             self.seal()?;
         }
         Ok(())

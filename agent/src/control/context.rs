@@ -73,10 +73,11 @@ impl AlertSummary {
             rule_id: a.rule.id.clone(),
             rule_name: a.rule.name.clone(),
             severity: a.rule.severity.as_str().into(),
-            host_id: a
-                .host_id
-                .clone()
-                .or_else(|| a.events.first().and_then(|e| e.host.id.as_deref().map(str::to_string))),
+            host_id: a.host_id.clone().or_else(|| {
+                a.events
+                    .first()
+                    .and_then(|e| e.host.id.as_deref().map(str::to_string))
+            }),
             timestamp_ns: a.timestamp_ns,
             first_timestamp_ns: a.first_timestamp_ns,
             entity_ids,

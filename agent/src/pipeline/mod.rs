@@ -546,10 +546,12 @@ fn window_request_of(alert: &Alert) -> Option<WindowRequest> {
 }
 
 fn alert_host(alert: &Alert) -> Option<String> {
-    alert
-        .host_id
-        .clone()
-        .or_else(|| alert.events.first().and_then(|e| e.host.id.as_deref().map(str::to_string)))
+    alert.host_id.clone().or_else(|| {
+        alert
+            .events
+            .first()
+            .and_then(|e| e.host.id.as_deref().map(str::to_string))
+    })
 }
 
 /// `enrichments.window` of an alert.

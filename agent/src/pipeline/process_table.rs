@@ -134,11 +134,10 @@ impl ProcessTable {
                 .as_ref()
                 .and_then(|p| p.pid)
                 .or_else(|| self.live.get(&pid).and_then(|p| p.ppid));
-            let entity_id = e
-                .process
-                .entity_id
-                .clone()
-                .unwrap_or_else(|| format!("{}-{pid}-{}", self.host_tag, e.timestamp_ns).into());
+            let entity_id =
+                e.process.entity_id.clone().unwrap_or_else(|| {
+                    format!("{}-{pid}-{}", self.host_tag, e.timestamp_ns).into()
+                });
             self.insert(ProcInfo {
                 pid,
                 ppid,

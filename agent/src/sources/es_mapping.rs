@@ -456,7 +456,9 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
                 name: None,
             };
             let mut f = File::from_path(&resolve_btm_url(&item_url, app_url.as_deref()));
-            f.target_path = executable_path.map(|x| resolve_btm_url(&x, app_url.as_deref())).map(Into::into);
+            f.target_path = executable_path
+                .map(|x| resolve_btm_url(&x, app_url.as_deref()))
+                .map(Into::into);
             e.file = Some(f);
         }
         EsEvent::Unmapped => return Err(Skip::Unmapped(event_type_name(event_type))),

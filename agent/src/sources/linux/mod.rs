@@ -341,7 +341,9 @@ impl Shared {
             pid: Some(pid),
             entity_id: view.map(|v| v.id.entity_id.clone()).map(Into::into),
             name: view.and_then(|v| v.attrs.name.clone()).map(Into::into),
-            executable: view.and_then(|v| v.attrs.executable.clone()).map(Into::into),
+            executable: view
+                .and_then(|v| v.attrs.executable.clone())
+                .map(Into::into),
             ..Default::default()
         }
     }

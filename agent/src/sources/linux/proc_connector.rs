@@ -608,7 +608,10 @@ impl Handler {
         };
         let attrs = entry.as_ref().map(|e| &e.attrs).unwrap_or(&inherited);
         ev.process.pid = Some(child);
-        ev.process.entity_id = entry.as_ref().map(|e| e.id.entity_id.clone()).map(Into::into);
+        ev.process.entity_id = entry
+            .as_ref()
+            .map(|e| e.id.entity_id.clone())
+            .map(Into::into);
         ev.process.name = attrs.name.clone().map(Into::into);
         ev.process.executable = attrs.executable.clone().map(Into::into);
         ev.user.id = attrs.uid.map(|u| u.to_string()).map(Into::into);
@@ -654,10 +657,15 @@ impl Handler {
         let mut ev = sh.base_event(Category::Process, vec![EventType::Start], "exec");
         let p = &mut ev.process;
         p.pid = Some(pid);
-        p.entity_id = entry.as_ref().map(|e| e.id.entity_id.clone()).map(Into::into);
+        p.entity_id = entry
+            .as_ref()
+            .map(|e| e.id.entity_id.clone())
+            .map(Into::into);
         p.name = attrs.name.clone().map(Into::into);
         p.executable = attrs.executable.clone().map(Into::into);
-        p.command_line = (!info.args.is_empty()).then(|| info.args.join(" ")).map(Into::into);
+        p.command_line = (!info.args.is_empty())
+            .then(|| info.args.join(" "))
+            .map(Into::into);
         p.args = info.args.into_iter().map(Text::from).collect();
         p.working_directory = info.cwd.map(Into::into);
         if let Some(ppid) = attrs.ppid.filter(|&pp| pp > 0) {

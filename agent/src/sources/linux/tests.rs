@@ -170,7 +170,10 @@ fn process_and_file_events_from_a_real_process_tree() {
     assert_eq!(exec.process.executable.as_deref(), Some(sleep_exe.as_str()));
     assert_eq!(exec.event.category, Category::Process);
     assert_eq!(exec.event.types, [EventType::Start]);
-    assert_eq!(exec.process.args.iter().map(|a| &**a).collect::<Vec<_>>(), ["/bin/sleep", "0.5"]);
+    assert_eq!(
+        exec.process.args.iter().map(|a| &**a).collect::<Vec<_>>(),
+        ["/bin/sleep", "0.5"]
+    );
     assert_eq!(exec.process.command_line.as_deref(), Some("/bin/sleep 0.5"));
     assert_eq!(exec.process.name.as_deref(), Some("sleep"));
     assert_eq!(exec.process.working_directory.as_deref(), dir_path.to_str());
@@ -205,7 +208,10 @@ fn process_and_file_events_from_a_real_process_tree() {
         .expect("identity while sleep runs");
     assert_eq!(*ident.entity_id, *sleep_id);
     assert_eq!(ident.exec_seq, 2, "{ident:?}");
-    assert_eq!(ident.previous_entity_id.as_deref(), sh_exec.process.entity_id.as_deref());
+    assert_eq!(
+        ident.previous_entity_id.as_deref(),
+        sh_exec.process.entity_id.as_deref()
+    );
     let ids = [
         &fork.process.entity_id,
         &sh_exec.process.entity_id,
@@ -224,7 +230,10 @@ fn process_and_file_events_from_a_real_process_tree() {
         Some((_, echo)) => {
             if let Some(exe) = echo.process.executable.as_deref() {
                 assert_eq!(exe, echo_exe);
-                assert_eq!(echo.process.args.iter().map(|a| &**a).collect::<Vec<_>>(), ["/bin/echo", "hi"]);
+                assert_eq!(
+                    echo.process.args.iter().map(|a| &**a).collect::<Vec<_>>(),
+                    ["/bin/echo", "hi"]
+                );
             } else {
                 eprintln!("note: echo exited before /proc was read: {echo:?}");
             }
