@@ -59,7 +59,7 @@ fn main() {
     // thread: like a live source, the thread that hands events over is the
     // one whose memory they live in (and whose pages take back their frees).
     let (generated_tx, generated_rx) = std::sync::mpsc::channel();
-    let feeder = std::thread::spawn(move || {
+    let feeder = std::thread::spawn(move || -> f64 {
         let events: Vec<Event> = Synthetic::new(SyntheticConfig {
             plant_every: 10_000,
             plant: Plant::All,
@@ -68,23 +68,29 @@ fn main() {
         .take(n)
         .collect();
         generated_tx.send(()).expect("main thread");
+        let cpu = cpu_seconds(libc::RUSAGE_THREAD);
         for e in events {
             tx.push_wait(e);
         }
+        cpu_seconds(libc::RUSAGE_THREAD) - cpu
     });
     generated_rx.recv().expect("feeder");
+    let cpu_before = cpu_seconds(libc::RUSAGE_SELF);
     let started = Instant::now();
     let worker = {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || pipeline.run(rx, stop))
     };
-    feeder.join().expect("feeder");
+    let source_cpu = feeder.join().expect("feeder");
     // The sender is gone once the feeder ends: the pipeline drains and stops.
     let snap = worker
         .join()
         .expect("pipeline thread")
         .expect("pipeline run");
     let secs = started.elapsed().as_secs_f64();
+    // Every thread's, the exited ones' too; the feeder made its events
+    // before `cpu_before`.
+    let cpu = cpu_seconds(libc::RUSAGE_SELF) - cpu_before;
     assert_eq!(snap.processed, n as u64);
     println!(
         "| {:<58} | {:>22} | {:<26} |",
@@ -96,4 +102,22 @@ fn main() {
         "| {:<58} | {:>22} | {:<26} |",
         "pipeline: alerts raised", snap.alerts, ""
     );
+    let per_event_us = |s: f64| format!("{:.2}", s * 1e6 / n as f64);
+    println!(
+        "| {:<58} | {:>22} | {:<26} |",
+        "pipeline: CPU µs/event, all threads (of which the source)",
+        format!("{} ({})", per_event_us(cpu), per_event_us(source_cpu)),
+        ""
+    );
+}
+
+/// CPU time (user + system) of this process (`RUSAGE_SELF`) or thread
+/// (`RUSAGE_THREAD`), in seconds.
+fn cpu_seconds(who: libc::c_int) -> f64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid rusage for getrusage to fill.
+    let rc = unsafe { libc::getrusage(who, &mut u) };
+    assert_eq!(rc, 0, "getrusage");
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }

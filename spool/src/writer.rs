@@ -187,9 +187,6 @@ impl RingSource for MapSource<'_> {
     }
 }
 
-/// How many appends apart a batch's age is checked.
-const AGE_CHECK_EVERY: u32 = 64;
-
 pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -527,10 +524,7 @@ impl SpoolWriter {
         for &k in keys {
             bloom_insert(&mut b.bloom, k);
         }
-        // The clock is read every AGE_CHECK_EVERY records, not per record:
-        // writers also call `seal_if_due` from a timer.
-        let age_due = b.records % AGE_CHECK_EVERY == 0 && started.elapsed() >= self.max_age;
-        if b.buf.len() >= self.target || age_due {
+        if b.buf.len() >= self.target || started.elapsed() >= self.max_age {
             self.seal()?;
         }
         Ok(())
