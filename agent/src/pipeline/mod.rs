@@ -307,6 +307,47 @@ impl Pipeline {
         }
         let alerts = std::mem::take(&mut self.pending);
         self.pending_since = None;
+        self.emit(alerts);
+    }
+
+    /// Commits the pending alerts up to the first whose window the spool
+    /// thread has not answered yet, without waiting for it. Under load the
+    /// spool thread may hold thousands of events ahead of that answer;
+    /// waiting for them would idle this thread while it works through them.
+    fn commit_answered_alerts(&mut self) {
+        let mut ready = self.pending.len();
+        let mut answered = 0;
+        for (i, reply) in &self.pending_windows {
+            match reply.try_recv() {
+                Ok(window) => {
+                    if let Some(window) = window {
+                        self.pending[*i].enrichments.insert("window".into(), window);
+                    }
+                }
+                Err(TryRecvError::Empty) => {
+                    ready = *i;
+                    break;
+                }
+                // The spool thread is gone: no window.
+                Err(TryRecvError::Disconnected) => {}
+            }
+            answered += 1;
+        }
+        if ready == 0 {
+            return;
+        }
+        self.pending_windows.drain(..answered);
+        for (i, _) in &mut self.pending_windows {
+            *i -= ready;
+        }
+        let alerts: Vec<Alert> = self.pending.drain(..ready).collect();
+        if self.pending.is_empty() {
+            self.pending_since = None;
+        }
+        self.emit(alerts);
+    }
+
+    fn emit(&mut self, alerts: Vec<Alert>) {
         for a in &alerts {
             if self.recent.len() >= RECENT_ALERTS {
                 self.recent.pop_front();
@@ -505,7 +546,7 @@ impl Pipeline {
                 .pending_since
                 .is_some_and(|t| t.elapsed() >= COMMIT_DELAY)
             {
-                self.commit_alerts();
+                self.commit_answered_alerts();
             }
             if last_tick.elapsed() >= Duration::from_millis(250) {
                 self.tick(rx.len());
