@@ -320,11 +320,11 @@ fn quick_hash(s: &[u8]) -> usize {
     (h >> (64 - CACHE_BITS)) as usize
 }
 
-/// Slot of a string's address in the encoder's address cache. A shared
-/// string's text follows its two 8-byte counts: the low bits carry nothing.
+/// Slot of a string's address in the encoder's address cache (static
+/// strings lie next to each other at any byte address: all bits count).
 #[inline(always)]
 fn ptr_slot(addr: usize) -> usize {
-    ((addr as u64 >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - CACHE_BITS)) as usize
+    ((addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - CACHE_BITS)) as usize
 }
 
 /// Encodes events into version-2 records against a dictionary that grows
@@ -501,9 +501,14 @@ impl EventEncoder {
         if self.held.len() <= id {
             self.held.resize(id + 1, None);
         }
-        if self.held[id].is_none() {
-            self.held[id] = Some(t.clone());
-            self.by_ptr[slot] = (addr.0, sym as u32);
+        match &self.held[id] {
+            None => {
+                self.held[id] = Some(t.clone());
+                self.by_ptr[slot] = (addr.0, sym as u32);
+            }
+            // Its slot was taken by another string since: take it back.
+            Some(h) if h.addr() == addr => self.by_ptr[slot] = (addr.0, sym as u32),
+            Some(_) => {}
         }
         sym
     }
