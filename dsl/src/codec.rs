@@ -1272,4 +1272,47 @@ mod tests {
         let mut dec = BlockDecoder::new();
         assert_eq!(dec.decode_view(&out).unwrap().to_event(), e);
     }
+
+    #[test]
+    fn shared_strings_found_by_address_decode_as_themselves() {
+        // A prefix at the same address as its whole, one allocation shared
+        // by several events, equal text in other allocations, and more
+        // strings than the address cache has slots, across a rollback and
+        // a reset.
+        let whole = Text::from_static("abcdef");
+        let prefix = Text::from_static(&"abcdef"[..3]);
+        let shared = Text::from("shared");
+        let many: Vec<Text> = (0..3 << CACHE_BITS)
+            .map(|i| Text::from(format!("s{i}")))
+            .collect();
+        let mut enc = EventEncoder::new();
+        let mut blocks: Vec<Vec<(Vec<u8>, Event)>> = vec![Vec::new()];
+        for (i, chunk) in many.chunks(7).enumerate() {
+            let mut e = Event::default();
+            e.process.args = chunk.to_vec();
+            e.process.args.push(whole.clone());
+            e.process.args.push(prefix.clone());
+            e.process.args.push(Text::from("shared"));
+            e.process.name = Some(shared.clone());
+            e.host.id = Some(chunk[0].clone());
+            let mut out = Vec::new();
+            enc.encode_into(&e, &mut out).unwrap();
+            if i % 97 == 5 {
+                // Not stored after all: its new strings are forgotten.
+                enc.rollback_last();
+                continue;
+            }
+            blocks.last_mut().unwrap().push((out, e));
+            if i == 1000 {
+                enc.reset();
+                blocks.push(Vec::new());
+            }
+        }
+        for block in &blocks {
+            let mut dec = BlockDecoder::new();
+            for (bytes, e) in block {
+                assert_eq!(&dec.decode_view(bytes).unwrap().to_event(), e);
+            }
+        }
+    }
 }
