@@ -59,7 +59,7 @@ fn main() {
     // thread: like a live source, the thread that hands events over is the
     // one whose memory they live in (and whose pages take back their frees).
     let (generated_tx, generated_rx) = std::sync::mpsc::channel();
-    let feeder = std::thread::spawn(move || -> f64 {
+    let feeder = std::thread::spawn(move || -> Option<f64> {
         let events: Vec<Event> = Synthetic::new(SyntheticConfig {
             plant_every: 10_000,
             plant: Plant::All,
@@ -68,11 +68,11 @@ fn main() {
         .take(n)
         .collect();
         generated_tx.send(()).expect("main thread");
-        let cpu = cpu_seconds(libc::RUSAGE_THREAD);
+        let cpu = thread_cpu_seconds();
         for e in events {
             tx.push_wait(e);
         }
-        cpu_seconds(libc::RUSAGE_THREAD) - cpu
+        Some(thread_cpu_seconds()? - cpu?)
     });
     generated_rx.recv().expect("feeder");
     let cpu_before = cpu_seconds(libc::RUSAGE_SELF);
@@ -106,9 +106,21 @@ fn main() {
     println!(
         "| {:<58} | {:>22} | {:<26} |",
         "pipeline: CPU µs/event, all threads (of which the source)",
-        format!("{} ({})", per_event_us(cpu), per_event_us(source_cpu)),
+        format!(
+            "{} ({})",
+            per_event_us(cpu),
+            source_cpu.map_or("n/a".into(), per_event_us)
+        ),
         ""
     );
+}
+
+/// CPU time of the calling thread, where the OS tells it (Linux).
+fn thread_cpu_seconds() -> Option<f64> {
+    #[cfg(target_os = "linux")]
+    return Some(cpu_seconds(libc::RUSAGE_THREAD));
+    #[cfg(not(target_os = "linux"))]
+    return None;
 }
 
 /// CPU time (user + system) of this process (`RUSAGE_SELF`) or thread

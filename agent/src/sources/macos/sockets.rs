@@ -190,15 +190,15 @@ impl Poller {
         let parent = libproc::ppid(pid).filter(|&p| p > 0).map(|ppid| {
             Box::new(Process {
                 pid: u32::try_from(ppid).ok(),
-                entity_id: libproc::audit_token(ppid).map(|t| self.ctx.entity_id(&t)),
+                entity_id: libproc::audit_token(ppid).map(|t| self.ctx.entity_id(&t).into()),
                 ..Process::default()
             })
         });
         Process {
             pid: u32::try_from(pid).ok(),
-            entity_id: token.map(|t| self.ctx.entity_id(&t)),
-            name: exe.as_deref().map(|e| basename(e).to_string()),
-            executable: exe,
+            entity_id: token.map(|t| self.ctx.entity_id(&t).into()),
+            name: exe.as_deref().map(|e| basename(e).into()),
+            executable: exe.map(Into::into),
             parent,
             ..Process::default()
         }
