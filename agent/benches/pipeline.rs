@@ -18,11 +18,68 @@ use vigil::pipeline::queue::{event_queue, EventQueue};
 use vigil::pipeline::{Pipeline, PipelineConfig};
 use vigil::synthetic::{Plant, Synthetic, SyntheticConfig};
 
+/// One run's figures.
+struct Run {
+    events_per_sec: f64,
+    alerts: u64,
+    /// CPU seconds of every thread, and of the source thread alone.
+    cpu: f64,
+    source_cpu: Option<f64>,
+}
+
 fn main() {
     let n: usize = std::env::var("VIGIL_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    // This VM's throughput varies by a fifth between back-to-back runs:
+    // report the best of RUNS, as the other throughput rows do, and all.
+    let runs: usize = std::env::var("VIGIL_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let all: Vec<Run> = (0..runs.max(1)).map(|_| run(n)).collect();
+    let best = all
+        .iter()
+        .max_by(|a, b| a.events_per_sec.total_cmp(&b.events_per_sec))
+        .expect("at least one run");
+    println!(
+        "| {:<58} | {:>22} | {:<26} |",
+        format!(
+            "pipeline: enrich+spool+correlate, best of {} (events/s)",
+            all.len()
+        ),
+        format!("{:.0}", best.events_per_sec),
+        ">= 500,000"
+    );
+    let rates: Vec<String> = all
+        .iter()
+        .map(|r| format!("{:.0}k", r.events_per_sec / 1000.0))
+        .collect();
+    println!(
+        "| {:<58} | {:>22} | {:<26} |",
+        "  every run (events/s)",
+        rates.join(" "),
+        ""
+    );
+    println!(
+        "| {:<58} | {:>22} | {:<26} |",
+        "pipeline: alerts raised", best.alerts, ""
+    );
+    let per_event_us = |s: f64| format!("{:.2}", s * 1e6 / n as f64);
+    println!(
+        "| {:<58} | {:>22} | {:<26} |",
+        "pipeline: CPU µs/event, all threads (of which the source)",
+        format!(
+            "{} ({})",
+            per_event_us(best.cpu),
+            best.source_cpu.map_or("n/a".into(), per_event_us)
+        ),
+        ""
+    );
+}
+
+fn run(n: usize) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let rules = Arc::new(load_rules(&shipped_rule_files()).rules);
     let EventQueue {
@@ -92,27 +149,12 @@ fn main() {
     // before `cpu_before`.
     let cpu = cpu_seconds(libc::RUSAGE_SELF) - cpu_before;
     assert_eq!(snap.processed, n as u64);
-    println!(
-        "| {:<58} | {:>22} | {:<26} |",
-        "pipeline: enrich+spool+correlate, 2 threads (events/s)",
-        format!("{:.0}", n as f64 / secs),
-        ">= 500,000"
-    );
-    println!(
-        "| {:<58} | {:>22} | {:<26} |",
-        "pipeline: alerts raised", snap.alerts, ""
-    );
-    let per_event_us = |s: f64| format!("{:.2}", s * 1e6 / n as f64);
-    println!(
-        "| {:<58} | {:>22} | {:<26} |",
-        "pipeline: CPU µs/event, all threads (of which the source)",
-        format!(
-            "{} ({})",
-            per_event_us(cpu),
-            source_cpu.map_or("n/a".into(), per_event_us)
-        ),
-        ""
-    );
+    Run {
+        events_per_sec: n as f64 / secs,
+        alerts: snap.alerts,
+        cpu,
+        source_cpu,
+    }
 }
 
 /// CPU time of the calling thread, where the OS tells it (Linux).
