@@ -64,7 +64,18 @@ pub struct AlertRule {
     pub tags: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A JSON document already serialized, written into alerts as it is.
+#[derive(Debug, Clone)]
+pub struct RawJson(pub Box<serde_json::value::RawValue>);
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &RawJson) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+/// Serialized by hand (below) to write `raw_enrichments` into `enrichments`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Alert {
     /// Stable for the same rule and events: sinks de-duplicate by it.
     pub id: String,
@@ -84,8 +95,59 @@ pub struct Alert {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub context_requests: Vec<String>,
     /// Fields added by the rule's `on_match` hook.
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[serde(default)]
     pub enrichments: serde_json::Map<String, serde_json::Value>,
+    /// More of `enrichments`, serialized where they were made: the window
+    /// of events the spool thread answers with goes into the document as
+    /// text, not as a tree of values built on one thread and written out
+    /// and freed on another. Read back, they are part of `enrichments`.
+    #[serde(skip)]
+    pub raw_enrichments: Vec<(String, RawJson)>,
+}
+
+impl Serialize for Alert {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Timestamp(i64);
+        impl Serialize for Timestamp {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                ecs_serde::timestamp::serialize(&self.0, s)
+            }
+        }
+        struct Enrichments<'a>(&'a Alert);
+        impl Serialize for Enrichments<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let a = self.0;
+                let mut m = s.serialize_map(Some(a.enrichments.len() + a.raw_enrichments.len()))?;
+                for (k, v) in &a.enrichments {
+                    m.serialize_entry(k, v)?;
+                }
+                for (k, v) in &a.raw_enrichments {
+                    m.serialize_entry(k, &v.0)?;
+                }
+                m.end()
+            }
+        }
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &self.id)?;
+        m.serialize_entry("@timestamp", &Timestamp(self.timestamp_ns))?;
+        m.serialize_entry("first_timestamp", &Timestamp(self.first_timestamp_ns))?;
+        m.serialize_entry("rule", &self.rule)?;
+        if let Some(host) = &self.host_id {
+            m.serialize_entry("host_id", host)?;
+        }
+        if !self.join_key.is_empty() {
+            m.serialize_entry("join_key", &self.join_key)?;
+        }
+        m.serialize_entry("events", &self.events)?;
+        if !self.context_requests.is_empty() {
+            m.serialize_entry("context_requests", &self.context_requests)?;
+        }
+        if !self.enrichments.is_empty() || !self.raw_enrichments.is_empty() {
+            m.serialize_entry("enrichments", &Enrichments(self))?;
+        }
+        m.end()
+    }
 }
 
 /// A deterministic 128-bit id (two FNV-1a lanes) over the rule id and the

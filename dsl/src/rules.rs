@@ -533,6 +533,7 @@ impl RuleSet {
             events,
             context_requests: rule.context.clone(),
             enrichments: serde_json::Map::new(),
+            raw_enrichments: Vec::new(),
         };
         if let Some((hook, ast)) = &rule.on_match {
             match run_hook(&self.engine, hook, ast, &alert) {

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use crossbeam::channel::{Receiver, TryRecvError};
-use dsl::alert::Alert;
+use dsl::alert::{Alert, RawJson};
 use dsl::correlate::CorrelatorConfig;
 use dsl::rules::{Correlator, RuleSet};
 use dsl::Event;
@@ -302,7 +302,9 @@ impl Pipeline {
         for (i, reply) in self.pending_windows.drain(..) {
             // A closed channel (the spool thread is gone) leaves no window.
             if let Ok(Some(window)) = reply.recv() {
-                self.pending[i].enrichments.insert("window".into(), window);
+                self.pending[i]
+                    .raw_enrichments
+                    .push(("window".into(), window));
             }
         }
         let alerts = std::mem::take(&mut self.pending);
@@ -321,7 +323,9 @@ impl Pipeline {
             match reply.try_recv() {
                 Ok(window) => {
                     if let Some(window) = window {
-                        self.pending[*i].enrichments.insert("window".into(), window);
+                        self.pending[*i]
+                            .raw_enrichments
+                            .push(("window".into(), window));
                     }
                 }
                 Err(TryRecvError::Empty) => {
@@ -595,21 +599,41 @@ fn alert_host(alert: &Alert) -> Option<String> {
     })
 }
 
-/// `enrichments.window` of an alert.
+/// `enrichments.window` of an alert, serialized here (on the spool thread).
 pub(crate) fn window_value(
     start: i64,
     end: i64,
     found: Result<(Vec<Event>, bool), spool::SpoolError>,
-) -> serde_json::Value {
-    match found {
-        Ok((events, truncated)) => serde_json::json!({
-            "start": dsl::time::format_rfc3339(start),
-            "end": dsl::time::format_rfc3339(end),
-            "truncated": truncated,
-            "events": events,
-        }),
-        Err(err) => serde_json::json!({ "error": err.to_string() }),
+) -> RawJson {
+    #[derive(Serialize)]
+    struct Window<'a> {
+        start: String,
+        end: String,
+        truncated: bool,
+        events: &'a [Event],
     }
+    #[derive(Serialize)]
+    struct Failed {
+        error: String,
+    }
+    let raw = match &found {
+        Ok((events, truncated)) => serde_json::value::to_raw_value(&Window {
+            start: dsl::time::format_rfc3339(start),
+            end: dsl::time::format_rfc3339(end),
+            truncated: *truncated,
+            events,
+        }),
+        Err(err) => serde_json::value::to_raw_value(&Failed {
+            error: err.to_string(),
+        }),
+    };
+    let raw = raw.unwrap_or_else(|err| {
+        serde_json::value::to_raw_value(&Failed {
+            error: err.to_string(),
+        })
+        .expect("a struct of one string serializes")
+    });
+    RawJson(raw)
 }
 
 /// The longest `window:<duration>` the alert's rule asks for (capped at 24 h).

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
+use dsl::alert::RawJson;
 use dsl::Event;
-use serde_json::Value;
 use spool::SpoolReader;
 
 use super::queue::{Reclaim, RECLAIM_BATCH};
@@ -46,11 +46,11 @@ pub struct WindowRequest {
 
 /// The answer to a window request: `enrichments.window`, or nothing when
 /// neither memory nor the spool could be read.
-pub type WindowReply = Receiver<Option<Value>>;
+pub type WindowReply = Receiver<Option<RawJson>>;
 
 enum SpoolMsg {
     Events(Vec<Arc<Event>>),
-    Window(WindowRequest, Sender<Option<Value>>),
+    Window(WindowRequest, Sender<Option<RawJson>>),
     Flush(Sender<Result<(), String>>),
 }
 
@@ -190,7 +190,7 @@ struct SpoolWorker {
     usage: Arc<Mutex<Option<SpoolUsage>>>,
     /// Window requests the ring could not answer: answered from the spool
     /// once the channel is empty, with one seal for all of them.
-    deferred: Vec<(WindowRequest, Sender<Option<Value>>)>,
+    deferred: Vec<(WindowRequest, Sender<Option<RawJson>>)>,
     sealed_check: Instant,
     /// Finished events go back to the sources in batches (see
     /// [`Reclaim`]); without it they are freed here.
@@ -276,7 +276,7 @@ impl SpoolWorker {
     }
 
     /// From the ring when it can tell exactly; otherwise later, from the spool.
-    fn window(&mut self, request: WindowRequest, reply: Sender<Option<Value>>) {
+    fn window(&mut self, request: WindowRequest, reply: Sender<Option<RawJson>>) {
         let start = request.first_ns.saturating_sub(request.window_ns);
         let found = self.recent.window(
             request.host.as_deref(),
@@ -351,6 +351,7 @@ impl SpoolWorker {
 mod tests {
     use super::*;
     use crate::pipeline::recent::tests::ev;
+    use serde_json::Value;
     use spool::SpoolConfig;
 
     fn start(dir: &std::path::Path, ring: usize) -> (SpoolThread, Arc<PipelineCounters>) {
@@ -439,8 +440,9 @@ mod tests {
         let from_ring = t.window(request(6000, 9000, 4000));
         // [3000 - 1000, 4000): 2 and 3 fell out of the ring: from the spool.
         let from_spool = t.window(request(3000, 4000, 1000));
-        let from_ring = from_ring.recv().unwrap().unwrap();
-        let from_spool = from_spool.recv().unwrap().unwrap();
+        let parsed = |w: RawJson| serde_json::from_str::<Value>(w.0.get()).unwrap();
+        let from_ring = parsed(from_ring.recv().unwrap().unwrap());
+        let from_spool = parsed(from_spool.recv().unwrap().unwrap());
         assert_eq!(stamps(&from_ring), vec![6000, 7000, 8000]);
         assert_eq!(from_ring["truncated"], true);
         assert_eq!(stamps(&from_spool), vec![2000, 3000]);
