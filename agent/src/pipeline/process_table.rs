@@ -204,10 +204,10 @@ fn fill_process(p: &mut Process, info: &ProcInfo) {
         p.entity_id = Some(info.entity_id.clone());
     }
     if p.name.is_none() {
-        p.name = info.name.clone().map(Into::into);
+        p.name = info.name.clone();
     }
     if p.executable.is_none() {
-        p.executable = info.executable.clone().map(Into::into);
+        p.executable = info.executable.clone();
     }
     if p.args.is_empty() {
         p.args = info.args.clone();

@@ -352,7 +352,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             e.event.outcome = Some(outcome(success).into());
             e.process = process_of(process, ctx);
             e.user = User {
-                id: user_id.map(|u| u.to_string()).map(Into::into),
+                id: user_id.map(|u| u.to_string().into()),
                 name: user_name.map(Into::into),
             };
         }
@@ -370,7 +370,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             e.event.outcome = Some(outcome(success).into());
             e.process = process_of(process, ctx);
             e.user = User {
-                id: user_id.map(|u| u.to_string()).map(Into::into),
+                id: user_id.map(|u| u.to_string().into()),
                 name: user_name.map(Into::into),
             };
         }
@@ -383,7 +383,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             );
             e.process = process_of(process, ctx);
             e.user = User {
-                id: user_id.map(|u| u.to_string()).map(Into::into),
+                id: user_id.map(|u| u.to_string().into()),
                 name: user_name.map(Into::into),
             };
         }
@@ -402,7 +402,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             e.event.outcome = Some(outcome(success).into());
             e.process = process_of(process, ctx);
             e.user = User {
-                id: user_id.map(|u| u.to_string()).map(Into::into),
+                id: user_id.map(|u| u.to_string().into()),
                 name: user_name.map(Into::into),
             };
             e.source = source_address
@@ -452,7 +452,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             // is the BTM daemon reporting it.
             e.process = process_of(instigator.unwrap_or(process), ctx);
             e.user = User {
-                id: uid.map(|u| u.to_string()).map(Into::into),
+                id: uid.map(|u| u.to_string().into()),
                 name: None,
             };
             let mut f = File::from_path(&resolve_btm_url(&item_url, app_url.as_deref()));

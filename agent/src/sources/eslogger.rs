@@ -973,7 +973,7 @@ mod tests {
                 13,
                 r#"{"create":{"destination_type":1,"destination":{"new_path":{"dir":{"path":"\/src\/"},"filename":"a.o","mode":420}}}}"#
             ),
-            Some("/src/a.o".to_string()).map(Into::into)
+            Some("/src/a.o".into())
         );
         assert_eq!(
             path(
@@ -981,7 +981,7 @@ mod tests {
                 13,
                 r#"{"create":{"destination_type":0,"destination":{"existing_file":{"path":"\/src\/b"}}}}"#
             ),
-            Some("/src/b".to_string()).map(Into::into)
+            Some("/src/b".into())
         );
         assert_eq!(
             path(
@@ -989,7 +989,7 @@ mod tests {
                 25,
                 r#"{"rename":{"source":{"path":"\/t\/x"},"destination_type":1,"destination":{"new_path":{"dir":{"path":"\/t"},"filename":"y"}}}}"#
             ),
-            Some("/t/y".to_string()).map(Into::into)
+            Some("/t/y".into())
         );
         assert_eq!(
             path(
@@ -997,11 +997,11 @@ mod tests {
                 32,
                 r#"{"unlink":{"target":{"path":"\/t\/y"},"parent_dir":{"path":"\/t"}}}"#
             ),
-            Some("/t/y".to_string()).map(Into::into)
+            Some("/t/y".into())
         );
         assert_eq!(
             path(&mut m, 33, r#"{"write":{"target":{"path":"\/t\/w"}}}"#),
-            Some("/t/w".to_string()).map(Into::into)
+            Some("/t/w".into())
         );
         assert_eq!(
             path(
@@ -1009,7 +1009,7 @@ mod tests {
                 12,
                 r#"{"close":{"modified":true,"target":{"path":"\/t\/c"}}}"#
             ),
-            Some("/t/c".to_string()).map(Into::into)
+            Some("/t/c".into())
         );
         assert_eq!(
             path(

@@ -614,7 +614,7 @@ impl Handler {
             .map(Into::into);
         ev.process.name = attrs.name.clone().map(Into::into);
         ev.process.executable = attrs.executable.clone().map(Into::into);
-        ev.user.id = attrs.uid.map(|u| u.to_string()).map(Into::into);
+        ev.user.id = attrs.uid.map(|u| u.to_string().into());
         ev.process.parent = Some(Box::new(Shared::parent_process(
             parent,
             parent_view.as_ref(),
@@ -672,7 +672,7 @@ impl Handler {
             let view = sh.lookup(ppid);
             p.parent = Some(Box::new(Shared::parent_process(ppid, view.as_ref())));
         }
-        ev.user.id = attrs.uid.map(|u| u.to_string()).map(Into::into);
+        ev.user.id = attrs.uid.map(|u| u.to_string().into());
         sh.emit(&sh.counters.process, ev);
         if let Some(s) = &self.sockets {
             s.nudge();
@@ -691,7 +691,7 @@ impl Handler {
             p.entity_id = Some(e.id.entity_id.as_str().into());
             p.name = e.attrs.name.clone().map(Into::into);
             p.executable = e.attrs.executable.clone().map(Into::into);
-            ev.user.id = e.attrs.uid.map(|u| u.to_string()).map(Into::into);
+            ev.user.id = e.attrs.uid.map(|u| u.to_string().into());
         } else if let Some(st) = procfs::read_stat(pid) {
             // Never seen (e.g. lost fork): the zombie's stat may still be there.
             p.entity_id = Some(sh.entity_id(pid, st.start_ticks, 0).into());

@@ -335,7 +335,7 @@ impl SocketPoller {
                     sh.counters.unattributed_connections.fetch_add(1, Relaxed);
                 }
             }
-            ev.user.id = uid.map(|u| u.to_string()).map(Into::into);
+            ev.user.id = uid.map(|u| u.to_string().into());
             sh.emit(c, ev);
         }
         n
