@@ -34,8 +34,8 @@ type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 pub struct ProcessTable {
     host_tag: String,
-    /// Both maps share each process's one `Arc`: an exec costs one copy
-    /// of the event's strings, not three.
+    /// Both maps share each process's one `Arc`, which shares the exec
+    /// event's strings (`Text` clones, no copies).
     live: HashMap<u32, Arc<ProcInfo>>,
     by_entity: HashMap<Text, Arc<ProcInfo>>,
     exited: VecDeque<Text>,
