@@ -135,104 +135,51 @@ struct ProgramStrings {
     cdhash: Text,
 }
 
-impl ProgramStrings {
-    fn of(program: usize) -> ProgramStrings {
-        let (name, exe, signing, team, args) = PROGRAMS[program];
-        let mut argv = vec![exe];
-        argv.extend(args);
-        // Made once per process (not per generator) and kept for good.
-        static MADE: OnceLock<Vec<(Text, Text)>> = OnceLock::new();
-        let (command_line, cdhash) = MADE.get_or_init(|| {
-            (0..PROGRAMS.len())
-                .map(|p| {
-                    let (_, exe, _, _, args) = PROGRAMS[p];
-                    let line = std::iter::once(exe).chain(args.iter().copied());
-                    (
-                        Text::leak(line.collect::<Vec<_>>().join(" ")),
-                        Text::leak(format!("{:040x}", (p as u128 + 1) * 0x9e37_79b9_7f4a_7c15)),
-                    )
-                })
-                .collect()
-        })[program]
-            .clone();
-        ProgramStrings {
-            name: Text::from_static(name),
-            executable: Text::from_static(exe),
-            signing_id: Text::from_static(signing),
-            team_id: (!team.is_empty()).then(|| Text::from_static(team)),
-            command_line,
-            argv: argv.into_iter().map(Text::from_static).collect(),
-            cdhash,
-        }
-    }
+/// The strings of every program in `PROGRAMS`, made once per process and
+/// kept for good.
+fn program_strings() -> &'static [ProgramStrings] {
+    static MADE: OnceLock<Vec<ProgramStrings>> = OnceLock::new();
+    MADE.get_or_init(|| {
+        PROGRAMS
+            .iter()
+            .enumerate()
+            .map(|(p, &(name, exe, signing, team, args))| {
+                let argv: Vec<&'static str> =
+                    std::iter::once(exe).chain(args.iter().copied()).collect();
+                ProgramStrings {
+                    name: Text::from_static(name),
+                    executable: Text::from_static(exe),
+                    signing_id: Text::from_static(signing),
+                    team_id: (!team.is_empty()).then(|| Text::from_static(team)),
+                    command_line: Text::leak(argv.join(" ")),
+                    argv: argv.into_iter().map(Text::from_static).collect(),
+                    cdhash: Text::leak(format!("{:040x}", (p as u128 + 1) * 0x9e37_79b9_7f4a_7c15)),
+                }
+            })
+            .collect()
+    })
 }
 
-/// The host's, user's and other strings every event repeats, made once.
-struct CommonStrings {
-    host: Host,
-    user: User,
-    home: Text,
-    /// `event.action` values, by name.
-    actions: Vec<(&'static str, Text)>,
-    egress_tcp: Network,
-    /// `File` of `FILE_DIRS[d]/FILE_NAMES[n]` at `d * FILE_NAMES.len() + n`.
-    files: Vec<File>,
-}
-
-impl CommonStrings {
-    fn new(host_id: &str) -> CommonStrings {
-        let text = Text::from_static;
-        // Made once per process and kept for good, like the program strings.
-        static FILES: OnceLock<Vec<File>> = OnceLock::new();
-        let files = FILES.get_or_init(|| {
-            FILE_DIRS
-                .iter()
-                .flat_map(|d| FILE_NAMES.iter().map(move |n| format!("{d}/{n}")))
-                .map(|path| {
-                    let f = File::from_path(&path);
-                    let leak = |t: Option<Text>| t.map(|t| Text::leak(t.to_string()));
-                    File {
-                        path: leak(f.path),
-                        name: leak(f.name),
-                        extension: leak(f.extension),
-                        target_path: None,
-                    }
-                })
-                .collect()
-        });
-        CommonStrings {
-            host: Host {
-                id: Some(host_id.into()),
-                name: Some(text("alex-mbp")),
-                os: Os {
-                    os_type: Some(text("macos")),
-                    family: Some(text("macos")),
-                    version: Some(text("14.5")),
-                },
-            },
-            user: User {
-                id: Some(text("501")),
-                name: Some(text("alex")),
-            },
-            home: text("/Users/alex"),
-            actions: ["exec", "exit", "create", "write", "connection_attempted"]
-                .into_iter()
-                .map(|a| (a, text(a)))
-                .collect(),
-            egress_tcp: Network {
-                transport: Some(text("tcp")),
-                direction: Some(text("egress")),
-            },
-            files: files.clone(),
-        }
-    }
-
-    fn action(&self, action: &str) -> Text {
-        match self.actions.iter().find(|(a, _)| *a == action) {
-            Some((_, t)) => t.clone(),
-            None => action.into(),
-        }
-    }
+/// The `File` of `FILE_DIRS[d]/FILE_NAMES[n]` at `d * FILE_NAMES.len() + n`,
+/// made once per process and kept for good, like the program strings.
+fn files() -> &'static [File] {
+    static MADE: OnceLock<Vec<File>> = OnceLock::new();
+    MADE.get_or_init(|| {
+        FILE_DIRS
+            .iter()
+            .flat_map(|d| FILE_NAMES.iter().map(move |n| format!("{d}/{n}")))
+            .map(|path| {
+                let f = File::from_path(&path);
+                let leak = |t: Option<Text>| t.map(|t| Text::leak(t.to_string()));
+                File {
+                    path: leak(f.path),
+                    name: leak(f.name),
+                    extension: leak(f.extension),
+                    target_path: None,
+                }
+            })
+            .collect()
+    })
 }
 
 struct Live {
@@ -247,8 +194,9 @@ pub struct Synthetic {
     now: i64,
     next_pid: u32,
     live: Vec<Live>,
-    programs: Vec<ProgramStrings>,
-    common: CommonStrings,
+    programs: &'static [ProgramStrings],
+    /// Static but for the configured host id, shared by every event.
+    host: Host,
     queue: std::collections::VecDeque<Event>,
     made: u64,
     rounds_planted: u64,
@@ -258,15 +206,23 @@ impl Synthetic {
     pub fn new(cfg: SyntheticConfig) -> Synthetic {
         let rng = StdRng::seed_from_u64(cfg.seed);
         let now = cfg.start_ns;
-        let common = CommonStrings::new(&cfg.host_id);
+        let host = Host {
+            id: Some(cfg.host_id.as_str().into()),
+            name: Some(Text::from_static("alex-mbp")),
+            os: Os {
+                os_type: Some(Text::from_static("macos")),
+                family: Some(Text::from_static("macos")),
+                version: Some(Text::from_static("14.5")),
+            },
+        };
         let mut s = Synthetic {
             cfg,
             rng,
             now,
             next_pid: 400,
             live: Vec::new(),
-            programs: (0..PROGRAMS.len()).map(ProgramStrings::of).collect(),
-            common,
+            programs: program_strings(),
+            host,
             queue: Default::default(),
             made: 0,
             rounds_planted: 0,
@@ -309,7 +265,7 @@ impl Synthetic {
             executable: Some(strings.executable.clone()),
             command_line: Some(strings.command_line.clone()),
             args: strings.argv.clone(),
-            working_directory: Some(self.common.home.clone()),
+            working_directory: Some(Text::from_static("/Users/alex")),
             code_signature: CodeSignature {
                 signing_id: Some(strings.signing_id.clone()),
                 team_id: strings.team_id.clone(),
@@ -329,7 +285,7 @@ impl Synthetic {
         &self,
         category: Category,
         types: Vec<EventType>,
-        action: &str,
+        action: &'static str,
         process: Process,
     ) -> Event {
         Event {
@@ -337,13 +293,16 @@ impl Synthetic {
             event: EventInfo {
                 category,
                 types,
-                action: Some(self.common.action(action)),
+                action: Some(Text::from_static(action)),
                 id: None,
                 outcome: None,
             },
-            host: self.common.host.clone(),
+            host: self.host.clone(),
             process,
-            user: self.common.user.clone(),
+            user: User {
+                id: Some(Text::from_static("501")),
+                name: Some(Text::from_static("alex")),
+            },
             file: None,
             source: None,
             destination: None,
@@ -395,7 +354,7 @@ impl Synthetic {
                     (EventType::Change, "write")
                 };
                 let mut e = self.base(Category::File, vec![t], action, p);
-                e.file = Some(self.common.files[dir * FILE_NAMES.len() + name].clone());
+                e.file = Some(files()[dir * FILE_NAMES.len() + name].clone());
                 e
             }
             _ => {
@@ -415,7 +374,10 @@ impl Synthetic {
                     ip: Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20))),
                     port: Some(self.rng.gen_range(49152..65535)),
                 });
-                e.network = Some(self.common.egress_tcp.clone());
+                e.network = Some(Network {
+                    transport: Some(Text::from_static("tcp")),
+                    direction: Some(Text::from_static("egress")),
+                });
                 e
             }
         }

@@ -296,20 +296,7 @@ impl Pipeline {
     /// Adds window context, then hands the pending alerts to the outputs
     /// (outbox first, with one fsync for all).
     pub fn commit_alerts(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        for (i, reply) in self.pending_windows.drain(..) {
-            // A closed channel (the spool thread is gone) leaves no window.
-            if let Ok(Some(window)) = reply.recv() {
-                self.pending[i]
-                    .raw_enrichments
-                    .push(("window".into(), window));
-            }
-        }
-        let alerts = std::mem::take(&mut self.pending);
-        self.pending_since = None;
-        self.emit(alerts);
+        self.commit(true);
     }
 
     /// Commits the pending alerts up to the first whose window the spool
@@ -317,23 +304,32 @@ impl Pipeline {
     /// spool thread may hold thousands of events ahead of that answer;
     /// waiting for them would idle this thread while it works through them.
     fn commit_answered_alerts(&mut self) {
+        self.commit(false);
+    }
+
+    /// Commits pending alerts in order: all of them with `wait`, otherwise
+    /// those before the first window still unanswered.
+    fn commit(&mut self, wait: bool) {
         let mut ready = self.pending.len();
         let mut answered = 0;
         for (i, reply) in &self.pending_windows {
-            match reply.try_recv() {
-                Ok(window) => {
-                    if let Some(window) = window {
-                        self.pending[*i]
-                            .raw_enrichments
-                            .push(("window".into(), window));
+            let window = if wait {
+                reply.recv().ok()
+            } else {
+                match reply.try_recv() {
+                    Ok(window) => Some(window),
+                    Err(TryRecvError::Empty) => {
+                        ready = *i;
+                        break;
                     }
+                    Err(TryRecvError::Disconnected) => None,
                 }
-                Err(TryRecvError::Empty) => {
-                    ready = *i;
-                    break;
-                }
-                // The spool thread is gone: no window.
-                Err(TryRecvError::Disconnected) => {}
+            };
+            // A closed channel (the spool thread is gone) leaves no window.
+            if let Some(Some(window)) = window {
+                self.pending[*i]
+                    .raw_enrichments
+                    .push(("window".into(), window));
             }
             answered += 1;
         }
