@@ -220,7 +220,7 @@ impl Default for QueueSection {
     fn default() -> Self {
         QueueSection {
             capacity: 65_536,
-            batch_ms: 100,
+            batch_ms: 250,
         }
     }
 }

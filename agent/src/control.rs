@@ -37,6 +37,7 @@ use spool::SpoolReader;
 
 use crate::outbox::Outbox;
 use crate::pipeline::StatusSnapshot;
+use crate::wake::{WakeOnDemand, Waker};
 use context::{AlertSummary, Lookup, DEFAULT_LIMIT, DEFAULT_WINDOW_NS, MAX_LIMIT, MAX_WINDOW_NS};
 
 /// Longest request line accepted.
@@ -81,6 +82,8 @@ pub struct ControlServer {
     path: PathBuf,
     server: Arc<Server>,
     stop: Arc<AtomicBool>,
+    /// Ends the accept loop's sleep when the server stops.
+    waker: Waker,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -164,15 +167,18 @@ impl ControlServer {
             reader: Mutex::new(None),
             connections: AtomicUsize::new(0),
         });
+        let wake = WakeOnDemand::new().context("making the control thread's wake-up")?;
+        let waker = wake.waker();
         let stop2 = Arc::clone(&stop);
         let server2 = Arc::clone(&server);
         let thread = std::thread::Builder::new()
             .name("control".into())
-            .spawn(move || accept_loop(listener, server2, stop2))?;
+            .spawn(move || accept_loop(listener, server2, stop2, wake))?;
         Ok(ControlServer {
             path,
             server,
             stop,
+            waker,
             thread: Some(thread),
         })
     }
@@ -189,6 +195,7 @@ impl ControlServer {
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        self.waker.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -196,9 +203,15 @@ impl Drop for ControlServer {
     }
 }
 
-/// Polls a non-blocking listener, so that stopping never depends on
-/// reaching the socket path (it may have been removed under us).
-fn accept_loop(listener: UnixListener, server: Arc<Server>, stop: Arc<AtomicBool>) {
+/// Polls a non-blocking listener together with a wake-up, so that stopping
+/// never depends on reaching the socket path (it may have been removed
+/// under us) and an idle agent does not wake here at all.
+fn accept_loop(
+    listener: UnixListener,
+    server: Arc<Server>,
+    stop: Arc<AtomicBool>,
+    wake: WakeOnDemand,
+) {
     if let Err(e) = listener.set_nonblocking(true) {
         tracing::error!(error = %e, "control socket: cannot poll; not serving");
         return;
@@ -207,7 +220,7 @@ fn accept_loop(listener: UnixListener, server: Arc<Server>, stop: Arc<AtomicBool
         let mut conn = match listener.accept() {
             Ok((c, _)) => c,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                wait_readable(&listener, ACCEPT_WAIT);
+                wake.wait(Some(&listener), None);
                 continue;
             }
             Err(e) => {
@@ -235,27 +248,6 @@ fn accept_loop(listener: UnixListener, server: Arc<Server>, stop: Arc<AtomicBool
         if spawned.is_err() {
             server.connections.fetch_sub(1, Ordering::AcqRel);
         }
-    }
-}
-
-/// How long the accept loop sleeps between looks at `stop` when nobody
-/// connects (a connection wakes it at once).
-const ACCEPT_WAIT: Duration = Duration::from_millis(250);
-
-/// Sleeps until the listener has a connection waiting or `timeout` passes:
-/// an idle agent wakes 4 times a second here, not 50.
-fn wait_readable(listener: &UnixListener, timeout: Duration) {
-    use std::os::fd::AsRawFd;
-    let mut fds = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    let n = unsafe { libc::poll(&mut fds, 1, timeout.as_millis() as libc::c_int) };
-    if n < 0 {
-        // EINTR or worse: do not spin.
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -22,3 +22,4 @@ pub mod sinks;
 pub mod sources;
 pub mod synthetic;
 pub mod timearg;
+pub mod wake;

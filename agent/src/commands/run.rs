@@ -20,6 +20,10 @@ use crate::pipeline::{Pipeline, PipelineConfig, StatusSnapshot};
 use crate::rule_files;
 use crate::sources::feeds;
 use crate::synthetic::SyntheticConfig;
+use crate::wake::WakeOnDemand;
+
+/// How often the sleeping main thread looks at `stop` without being woken.
+const STOP_CHECK: Duration = Duration::from_secs(1);
 
 /// Reads the config file (if any) and applies command-line overrides.
 fn effective_config(a: &RunArgs) -> Result<Config, Vec<String>> {
@@ -160,8 +164,13 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         reclaim,
     } = event_queue(cfg.queue.capacity);
     let stop = Arc::new(AtomicBool::new(false));
+    // The main thread sleeps until a signal or the end of a source wakes it.
+    let main_wake = WakeOnDemand::new().context("making the main thread's wake-up")?;
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
+        main_wake
+            .on_signal(sig)
+            .context("installing signal handler")?;
     }
     let pipeline = Pipeline::new(
         PipelineConfig {
@@ -209,6 +218,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             cfg.source.replay_pace,
             tx.clone(),
             stop.clone(),
+            main_wake.waker(),
         )?),
         SourceKind::Synthetic => Some(feeds::start_synthetic(
             SyntheticConfig {
@@ -222,6 +232,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             a.synthetic_events,
             tx.clone(),
             stop.clone(),
+            main_wake.waker(),
         )?),
         SourceKind::Linux => {
             live_source = Some(match start_linux(&cfg, &host_id, tx.clone()) {
@@ -261,18 +272,21 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     let worker = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || pipeline.run(rx, pipeline_stop))?;
+    // Woken by signals and by finished sources; the timeout only covers a
+    // source that sets `stop` itself (eslogger exiting).
+    let nap = || main_wake.wait(None::<&std::os::unix::net::UnixStream>, Some(STOP_CHECK));
     if let Some(h) = source_done {
         while !h.is_finished() && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
+            nap();
         }
         let sent = h.join().unwrap_or(0);
         tracing::info!(events = sent, "source finished");
         while keep_open.is_some() && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(100));
+            nap();
         }
     } else {
         while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(100));
+            nap();
         }
     }
     stop.store(true, Ordering::Relaxed);

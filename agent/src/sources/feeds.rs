@@ -14,14 +14,17 @@ use dsl::Event;
 
 use crate::pipeline::queue::EventSender;
 use crate::synthetic::{Synthetic, SyntheticConfig};
+use crate::wake::Waker;
 
 /// Reads every file first (replay must be in timestamp order across files),
 /// then feeds the queue, waiting when it is full: replay loses nothing.
+/// `done` is woken when the replay ends.
 pub fn start_replay(
     files: Vec<PathBuf>,
     pace: bool,
     tx: EventSender,
     stop: Arc<AtomicBool>,
+    done: Waker,
 ) -> Result<JoinHandle<u64>> {
     let mut events: Vec<Event> = Vec::new();
     for path in &files {
@@ -56,6 +59,7 @@ pub fn start_replay(
                 }
                 sent += 1;
             }
+            done.wake();
             sent
         })?)
 }
@@ -65,13 +69,15 @@ const SYNTHETIC_BURST: Duration = Duration::from_millis(20);
 
 /// Synthetic traffic at `rate` events/s (0 = flat out), with the current
 /// time as timestamps so the spool looks like a live host's. Pushes never
-/// block, like a live source: a slow pipeline shows up as drops.
+/// block, like a live source: a slow pipeline shows up as drops. `done` is
+/// woken when the source ends.
 pub fn start_synthetic(
     cfg: SyntheticConfig,
     rate: u64,
     limit: Option<u64>,
     tx: EventSender,
     stop: Arc<AtomicBool>,
+    done: Waker,
 ) -> Result<JoinHandle<u64>> {
     Ok(std::thread::Builder::new()
         .name("synthetic".into())
@@ -95,6 +101,7 @@ pub fn start_synthetic(
                     }
                 }
             }
+            done.wake();
             sent
         })?)
 }
