@@ -161,6 +161,11 @@ impl EventSpool {
         Ok(())
     }
 
+    /// How long until the open batch is old enough to seal (`None`: none open).
+    pub fn seal_due_in(&self) -> Option<std::time::Duration> {
+        self.writer.seal_due_in()
+    }
+
     /// Seals the open batch if it is old enough; returns whether it did.
     pub fn seal_if_due(&mut self) -> Result<bool> {
         let sealed = self.writer.seal_if_due();

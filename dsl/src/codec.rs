@@ -320,6 +320,27 @@ fn quick_hash(s: &[u8]) -> usize {
     (h >> (64 - CACHE_BITS)) as usize
 }
 
+/// A `by_ptr` entry: a shared string ([`ptr_key`]) and its symbol, in 16
+/// bytes (one cache line holds four).
+#[derive(Clone, Copy, Default)]
+struct PtrEntry {
+    key: u64,
+    sym: u32,
+    generation: u32,
+}
+
+/// A string's address and length (`Text::addr`, whose top length bit is
+/// its kind) in one word: user-space addresses fit in 48 bits on every
+/// target we build for. Strings that do not fit (long ones, or an address
+/// beyond 48 bits) are looked up by content instead.
+#[inline(always)]
+fn ptr_key((addr, len): (usize, usize)) -> Option<u64> {
+    let shared = (len >> (usize::BITS - 1)) as u64;
+    let len = (len << 1 >> 1) as u64;
+    let addr = addr as u64;
+    (addr < 1 << 48 && len < 1 << 15).then_some(addr | len << 48 | shared << 63)
+}
+
 /// Slot of a string's address in the encoder's address cache (static
 /// strings lie next to each other at any byte address: all bits count).
 #[inline(always)]
@@ -345,13 +366,19 @@ pub struct EventEncoder {
     /// event were seen recently, and one comparison confirms them without
     /// hashing the whole string.
     cache: Box<[u32]>,
-    /// `ptr_slot` of a shared string's address → (address, symbol + 1):
-    /// strings sources share between events are recognised by address,
-    /// without reading their bytes (which another core wrote).
-    by_ptr: Box<[(usize, u32)]>,
+    /// `ptr_slot` of a shared string's address → (address, symbol + 1,
+    /// generation): strings sources share between events are recognised by
+    /// address, without reading their bytes (which another core wrote). An
+    /// entry counts only in the generation that made it.
+    by_ptr: Box<[PtrEntry]>,
+    /// Bumped whenever symbols are forgotten (reset, rollback): every
+    /// older `by_ptr` entry then misses.
+    ptr_generation: u32,
     /// Symbol index → the shared string it was first seen as. Holding it
     /// keeps that address from being reused for other text while a
-    /// `by_ptr` entry names it; a hit is confirmed against it.
+    /// `by_ptr` entry of this generation names it: an entry is made only
+    /// for the address held for its symbol, and held strings change only
+    /// with the generation. So a hit needs no look at the string.
     held: Vec<Option<Text>>,
     /// The strings the record being encoded adds, each as varint length + bytes.
     new_strings: Vec<u8>,
@@ -369,7 +396,8 @@ impl Default for EventEncoder {
             by_hash: ByHash::default(),
             collided: HashMap::new(),
             cache: vec![0; 1 << CACHE_BITS].into_boxed_slice(),
-            by_ptr: vec![(0, 0); 1 << CACHE_BITS].into_boxed_slice(),
+            by_ptr: vec![PtrEntry::default(); 1 << CACHE_BITS].into_boxed_slice(),
+            ptr_generation: 1,
             held: Vec::new(),
             new_strings: Vec::new(),
             new_count: 0,
@@ -391,9 +419,20 @@ impl EventEncoder {
         self.by_hash.clear();
         self.collided.clear();
         self.cache.fill(0);
-        // `by_ptr` entries now fail their check against `held`.
         self.held.clear();
+        self.forget_addresses();
         self.mark = 0;
+    }
+
+    /// Ends the generation of every `by_ptr` entry (their symbols or held
+    /// strings are gone).
+    fn forget_addresses(&mut self) {
+        self.ptr_generation = self.ptr_generation.wrapping_add(1);
+        if self.ptr_generation == 0 {
+            // Entries of the generation before the last wrap would count again.
+            self.by_ptr.fill(PtrEntry::default());
+            self.ptr_generation = 1;
+        }
     }
 
     /// Strings in the dictionary.
@@ -416,6 +455,7 @@ impl EventEncoder {
             self.collided.retain(|_, id| *id < mark);
             self.spans.truncate(mark as usize);
             self.held.truncate(mark as usize);
+            self.forget_addresses();
             self.arena.truncate(start as usize);
             // Cache entries past `mark` now miss (or are re-confirmed by
             // comparison once the ids are reused).
@@ -488,26 +528,31 @@ impl EventEncoder {
     #[inline]
     fn intern_text(&mut self, t: &Text) -> u64 {
         let addr = t.addr();
+        let Some(key) = ptr_key(addr) else {
+            return self.intern(t);
+        };
         let slot = ptr_slot(addr.0);
-        let (seen, sym) = self.by_ptr[slot];
-        if seen == addr.0 && sym != 0 {
-            let held = self.held.get(sym as usize - 1).and_then(Option::as_ref);
-            if held.is_some_and(|h| h.addr() == addr) {
-                return u64::from(sym);
-            }
+        let seen = self.by_ptr[slot];
+        if seen.key == key && seen.generation == self.ptr_generation {
+            return u64::from(seen.sym);
         }
         let sym = self.intern(t);
         let id = sym as usize - 1;
         if self.held.len() <= id {
             self.held.resize(id + 1, None);
         }
+        let entry = PtrEntry {
+            key,
+            sym: sym as u32,
+            generation: self.ptr_generation,
+        };
         match &self.held[id] {
             None => {
                 self.held[id] = Some(t.clone());
-                self.by_ptr[slot] = (addr.0, sym as u32);
+                self.by_ptr[slot] = entry;
             }
             // Its slot was taken by another string since: take it back.
-            Some(h) if h.addr() == addr => self.by_ptr[slot] = (addr.0, sym as u32),
+            Some(h) if h.addr() == addr => self.by_ptr[slot] = entry,
             Some(_) => {}
         }
         sym
@@ -1314,5 +1359,42 @@ mod tests {
                 assert_eq!(&dec.decode_view(bytes).unwrap().to_event(), e);
             }
         }
+    }
+
+    #[test]
+    fn address_entries_end_with_their_generation_also_across_a_wrap() {
+        // Long strings (looked up by content) next to their prefixes at the
+        // same address, and generations that wrap around: every record still
+        // decodes as the event it came from.
+        let long: &'static str = Box::leak("x".repeat(40_000).into_boxed_str());
+        let texts = [
+            Text::from_static(long),
+            Text::from_static(&long[..5]),
+            Text::from_static(&long[..40]),
+            Text::from("shared"),
+        ];
+        let mut enc = EventEncoder::new();
+        enc.ptr_generation = u32::MAX - 2;
+        for round in 0..6 {
+            let mut records = Vec::new();
+            for n in 1..=texts.len() {
+                let mut e = Event::default();
+                e.process.args = texts[..n].to_vec();
+                e.process.name = Some(texts[n - 1].clone());
+                let mut out = Vec::new();
+                enc.encode_into(&e, &mut out).unwrap();
+                records.push((out, e));
+            }
+            enc.reset();
+            let mut dec = BlockDecoder::new();
+            for (out, e) in &records {
+                assert_eq!(
+                    &dec.decode_view(out).unwrap().to_event(),
+                    e,
+                    "round {round}"
+                );
+            }
+        }
+        assert!(enc.ptr_generation >= 1 && enc.ptr_generation < 10);
     }
 }

@@ -530,6 +530,16 @@ impl SpoolWriter {
         Ok(())
     }
 
+    /// How long until the open batch is `max_batch_age` old (zero when it
+    /// is already); `None` when no batch is open. A timer that calls
+    /// [`seal_if_due`](Self::seal_if_due) sleeps this long.
+    pub fn seal_due_in(&self) -> Option<std::time::Duration> {
+        match self.batch.started {
+            Some(t) if self.batch.records > 0 => Some(self.max_age.saturating_sub(t.elapsed())),
+            _ => None,
+        }
+    }
+
     /// Seals the open batch if its first record is at least `max_batch_age`
     /// old. Returns whether a block was sealed. Call from a timer.
     pub fn seal_if_due(&mut self) -> Result<bool, SpoolError> {

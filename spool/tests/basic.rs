@@ -203,11 +203,16 @@ fn age_based_sealing() {
     let mut c = cfg(1 << 20, 1 << 20);
     c.max_batch_age = Duration::from_millis(20);
     let (mut w, _) = SpoolWriter::open_or_create(&path, c).unwrap();
+    // A timer knows how long to sleep: nothing while no batch is open.
+    assert_eq!(w.seal_due_in(), None);
     w.append(1, &[], b"a").unwrap();
+    assert!(w.seal_due_in().is_some_and(|d| d <= Duration::from_millis(20)));
     assert!(!w.seal_if_due().unwrap());
     assert_eq!(w.stats().pending_records, 1);
     std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(w.seal_due_in(), Some(Duration::ZERO));
     assert!(w.seal_if_due().unwrap());
+    assert_eq!(w.seal_due_in(), None);
     assert_eq!(w.stats().blocks_written, 1);
     // append itself seals an old batch
     w.append(2, &[], b"b").unwrap();

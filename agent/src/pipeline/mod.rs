@@ -48,10 +48,9 @@ use process_table::ProcessTable;
 use queue::{QueueCounters, Reclaim};
 use spool_thread::{SpoolThread, WindowReply, WindowRequest};
 
-/// Counters shared with the status writer.
+/// Counters shared with the spool thread.
 #[derive(Debug, Default)]
 pub struct PipelineCounters {
-    pub processed: AtomicU64,
     pub spooled: AtomicU64,
     pub spool_errors: AtomicU64,
     pub alerts: AtomicU64,
@@ -178,6 +177,8 @@ pub struct Pipeline {
     /// Windows asked of the spool thread for `pending[i]`.
     pending_windows: Vec<(usize, WindowReply)>,
     pending_since: Option<Instant>,
+    /// Events handled since start.
+    processed: u64,
     spool_path: Option<PathBuf>,
     /// Reads the spool's extent for `status`.
     status_reader: Option<SpoolReader>,
@@ -232,6 +233,7 @@ impl Pipeline {
             pending: Vec::new(),
             pending_windows: Vec::new(),
             pending_since: None,
+            processed: 0,
             spool_path,
             status_reader: None,
             window_max_events,
@@ -270,7 +272,10 @@ impl Pipeline {
         // Before any window request of this event's alerts: the spool
         // thread answers them with this event in its ring.
         self.spool.push(e);
-        self.counters.processed.fetch_add(1, Ordering::Relaxed);
+        // Not in the shared counters: only this thread writes or reads it,
+        // and a per-event atomic add would pull their cache line over from
+        // the spool thread's core.
+        self.processed += 1;
         for mut alert in self.alerts.drain(..) {
             // Ancestry now: the table may forget these processes by commit time.
             if alert.context_requests.iter().any(|c| c == "ancestry") {
@@ -448,7 +453,7 @@ impl Pipeline {
             received: self.queue.received.load(Ordering::Relaxed),
             dropped: self.queue.dropped.load(Ordering::Relaxed),
             queue_depth,
-            processed: c.processed.load(Ordering::Relaxed),
+            processed: self.processed,
             spooled: c.spooled.load(Ordering::Relaxed),
             spool_errors: c.spool_errors.load(Ordering::Relaxed),
             alerts: c.alerts.load(Ordering::Relaxed),
@@ -521,8 +526,8 @@ impl Pipeline {
                 }
             }
             if idle {
-                // Nothing waits for a batch to fill while the pipeline naps.
-                self.spool.send_batch();
+                // A batch does not wait long to fill while the pipeline naps.
+                self.spool.send_batch_if_due();
                 self.commit_alerts();
                 let control_rx = control.as_ref().unwrap_or(&never);
                 crossbeam::select! {

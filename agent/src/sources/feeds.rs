@@ -64,8 +64,12 @@ pub fn start_replay(
         })?)
 }
 
-/// How far ahead of its rate the paced synthetic source runs before it sleeps.
+/// How far ahead of its rate the paced synthetic source runs before it
+/// sleeps: events go out in bursts, as a real source's do.
 const SYNTHETIC_BURST: Duration = Duration::from_millis(20);
+/// The most events the synthetic source makes between looks at `stop`
+/// (flat out, or catching up with a rate it cannot keep).
+const MAX_BURST: u64 = 4096;
 
 /// Synthetic traffic at `rate` events/s (0 = flat out), with the current
 /// time as timestamps so the spool looks like a live host's. Pushes never
@@ -85,18 +89,27 @@ pub fn start_synthetic(
             let mut gen = Synthetic::new(cfg);
             let started = Instant::now();
             let mut sent = 0u64;
-            while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| sent < l) {
-                let Some(mut e) = gen.next() else { break };
-                e.timestamp_ns = dsl::time::now_ns();
-                tx.push(e);
-                sent += 1;
+            'run: while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| sent < l) {
+                // A burst: the events due by one burst from now, stamped
+                // with one clock reading (they go out within microseconds
+                // of each other anyway). Then sleep until they are due.
+                let now = dsl::time::now_ns();
+                let burst_end = if rate > 0 {
+                    let due = started.elapsed() + SYNTHETIC_BURST;
+                    ((due.as_secs_f64() * rate as f64) as u64).clamp(sent + 1, sent + MAX_BURST)
+                } else {
+                    sent + MAX_BURST
+                };
+                let burst_end = limit.map_or(burst_end, |l| burst_end.min(l));
+                while sent < burst_end {
+                    let Some(mut e) = gen.next() else { break 'run };
+                    e.timestamp_ns = now;
+                    tx.push(e);
+                    sent += 1;
+                }
                 if rate > 0 {
                     let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-                    // Sleep only when a burst ahead: events go out in bursts,
-                    // as a real source's do, and the generator's own wake-ups
-                    // do not weigh on what a footprint benchmark measures.
-                    let ahead = due.checked_sub(started.elapsed());
-                    if let Some(wait) = ahead.filter(|w| *w >= SYNTHETIC_BURST) {
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
                         std::thread::sleep(wait);
                     }
                 }
