@@ -206,7 +206,9 @@ fn age_based_sealing() {
     // A timer knows how long to sleep: nothing while no batch is open.
     assert_eq!(w.seal_due_in(), None);
     w.append(1, &[], b"a").unwrap();
-    assert!(w.seal_due_in().is_some_and(|d| d <= Duration::from_millis(20)));
+    assert!(w
+        .seal_due_in()
+        .is_some_and(|d| d <= Duration::from_millis(20)));
     assert!(!w.seal_if_due().unwrap());
     assert_eq!(w.stats().pending_records, 1);
     std::thread::sleep(Duration::from_millis(30));
