@@ -107,7 +107,7 @@ echo "$pipeline"
 printf "| %-58s | %22s | %-26s |\n" "footprint at $RATE events/s: agent CPU % of one core (${DURATION}s)" "$agent_cpu" "< 1"
 printf "| %-58s | %22s | %-26s |\n" "  the whole process, making the events included" "$cpu" ""
 printf "| %-58s | %22s | %-26s |\n" "  making the synthetic events (the load)" "$making" ""
-printf "| %-58s | %22s | %-26s |\n" "  threads: source (makes, pushes, frees) / pipeline / spool" "$source_cpu / $pipeline_cpu / $spool_cpu" ""
+printf "| %-58s | %22s | %-26s |\n" "  threads: source (makes, pushes, frees)/pipeline/spool" "$source_cpu / $pipeline_cpu / $spool_cpu" ""
 printf "| %-58s | %22s | %-26s |\n" "footprint at $RATE events/s: peak RSS (MiB)" "$(python3 -c "print(f'{$peak/1024:.1f}')")" "< 40"
 echo
 echo "| baseline (same events, same run)                           | figure                 |"

@@ -526,8 +526,8 @@ impl Pipeline {
                 }
             }
             if idle {
-                // A batch does not wait long to fill while the pipeline naps.
-                self.spool.send_batch_if_due();
+                // Nothing waits for a batch to fill while the pipeline naps.
+                self.spool.send_batch();
                 self.commit_alerts();
                 let control_rx = control.as_ref().unwrap_or(&never);
                 crossbeam::select! {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
@@ -30,13 +30,6 @@ use crate::event_store::{refreshed_reader, EventSpool};
 
 /// Events per message to the spool thread.
 const BATCH: usize = 256;
-/// How long a smaller batch may wait on the pipeline thread before it is
-/// handed over anyway. At a few thousand events/s the spool thread then
-/// wakes twice a second and works through ~1,000 events with warm caches,
-/// instead of a few hundred each time the pipeline naps. Readers lose
-/// nothing: window requests, lookups and shutdown hand over first, and
-/// hunts see events only once their block is sealed (`max_batch_age`).
-const HANDOFF_DELAY: Duration = Duration::from_millis(500);
 /// Messages in flight before the pipeline waits for the spool thread.
 const CHANNEL_BATCHES: usize = 64;
 /// The least an idle spool thread sleeps before sealing a batch that has
@@ -70,8 +63,6 @@ enum SpoolMsg {
 pub struct SpoolThread {
     tx: Option<Sender<SpoolMsg>>,
     batch: Vec<Arc<Event>>,
-    /// When the first event of `batch` came.
-    batch_since: Option<Instant>,
     thread: Option<JoinHandle<()>>,
     usage: Arc<Mutex<Option<SpoolUsage>>>,
     counters: Arc<PipelineCounters>,
@@ -107,7 +98,6 @@ impl SpoolThread {
         Ok(SpoolThread {
             tx: Some(tx),
             batch: Vec::with_capacity(BATCH),
-            batch_since: None,
             thread: Some(thread),
             usage,
             counters,
@@ -116,29 +106,15 @@ impl SpoolThread {
 
     /// Hands one event over (in the next batch).
     pub fn push(&mut self, e: Arc<Event>) {
-        if self.batch.is_empty() {
-            self.batch_since = Some(Instant::now());
-        }
         self.batch.push(e);
         if self.batch.len() >= BATCH {
             self.send_batch();
         }
     }
 
-    /// Sends the events collected so far if the first of them has waited
-    /// [`HANDOFF_DELAY`] (the pipeline calls this before it naps).
-    pub fn send_batch_if_due(&mut self) {
-        if self
-            .batch_since
-            .is_some_and(|t| t.elapsed() >= HANDOFF_DELAY)
-        {
-            self.send_batch();
-        }
-    }
-
-    /// Sends the events collected so far.
+    /// Sends the events collected so far (the pipeline calls this before it
+    /// naps, so nothing waits for a batch to fill).
     pub fn send_batch(&mut self) {
-        self.batch_since = None;
         if self.batch.is_empty() {
             return;
         }
