@@ -13,6 +13,8 @@ use std::time::Duration;
 pub struct WakeOnDemand {
     rx: UnixStream,
     tx: Arc<UnixStream>,
+    /// Signal handlers that write to `tx`, removed when this is dropped.
+    signals: Vec<signal_hook::SigId>,
 }
 
 /// Wakes its [`WakeOnDemand`]; cheap to clone and to call from any thread.
@@ -27,6 +29,7 @@ impl WakeOnDemand {
         Ok(WakeOnDemand {
             rx,
             tx: Arc::new(tx),
+            signals: Vec::new(),
         })
     }
 
@@ -34,10 +37,12 @@ impl WakeOnDemand {
         Waker(Arc::clone(&self.tx))
     }
 
-    /// Makes `signal` wake the sleeper (the handler only writes a byte).
-    pub fn on_signal(&self, signal: i32) -> std::io::Result<()> {
+    /// Makes `signal` wake the sleeper (the handler only writes a byte)
+    /// for as long as this lives.
+    pub fn on_signal(&mut self, signal: i32) -> std::io::Result<()> {
         let tx = self.tx.try_clone()?;
-        signal_hook::low_level::pipe::register(signal, tx)?;
+        self.signals
+            .push(signal_hook::low_level::pipe::register(signal, tx)?);
         Ok(())
     }
 
@@ -68,6 +73,14 @@ impl WakeOnDemand {
         if fds[0].revents != 0 {
             let mut buf = [0u8; 64];
             while matches!((&self.rx).read(&mut buf), Ok(n) if n > 0) {}
+        }
+    }
+}
+
+impl Drop for WakeOnDemand {
+    fn drop(&mut self) {
+        for id in self.signals.drain(..) {
+            signal_hook::low_level::unregister(id);
         }
     }
 }
@@ -129,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_signal_wakes_the_sleeper() {
-        let w = WakeOnDemand::new().unwrap();
+        let mut w = WakeOnDemand::new().unwrap();
         w.on_signal(libc::SIGUSR2).unwrap();
         let t = std::thread::spawn(|| {
             std::thread::sleep(Duration::from_millis(50));

@@ -165,7 +165,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     } = event_queue(cfg.queue.capacity);
     let stop = Arc::new(AtomicBool::new(false));
     // The main thread sleeps until a signal or the end of a source wakes it.
-    let main_wake = WakeOnDemand::new().context("making the main thread's wake-up")?;
+    let mut main_wake = WakeOnDemand::new().context("making the main thread's wake-up")?;
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
         main_wake
