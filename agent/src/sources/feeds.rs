@@ -90,8 +90,8 @@ pub fn start_synthetic(
             let started = Instant::now();
             let mut sent = 0u64;
             let mut burst = Vec::new();
-            // CPU spent making events, which a real source does not do: a
-            // footprint measurement takes it out of the agent's share.
+            // CPU spent making up events (a real source maps the OS's
+            // instead): a footprint measurement counts it as the load.
             let mut making_ns = 0u64;
             'run: while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| sent < l) {
                 // A burst: the events due by one burst from now, stamped
