@@ -67,8 +67,12 @@ impl WakeOnDemand {
         // fd is ignored by poll).
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
         if n < 0 {
-            // EINTR (a signal without a handler here) or worse: do not spin.
-            std::thread::sleep(Duration::from_millis(20));
+            // Interrupted by a signal: the caller looks at what changed.
+            // Anything else: do not spin on it.
+            if std::io::Error::last_os_error().kind() != ErrorKind::Interrupted {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return;
         }
         if fds[0].revents != 0 {
             let mut buf = [0u8; 64];
