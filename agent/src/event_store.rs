@@ -65,9 +65,7 @@ impl KeyMemo {
     }
 
     fn key(&mut self, id: &Text) -> u64 {
-        let (addr, _) = id.addr();
-        // Every address bit counts: static strings lie at any byte address.
-        let slot = ((addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize;
+        let slot = (id.addr_hash() >> 56) as usize;
         match &self.slots[slot % KEY_MEMO_SLOTS] {
             // The slot holds its `Text`: the same address is the same bytes.
             Some((held, hash)) if held.addr() == id.addr() => *hash,

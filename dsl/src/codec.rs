@@ -341,13 +341,6 @@ fn ptr_key((addr, len): (usize, usize)) -> Option<u64> {
     (addr < 1 << 48 && len < 1 << 15).then_some(addr | len << 48 | shared << 63)
 }
 
-/// Slot of a string's address in the encoder's address cache (static
-/// strings lie next to each other at any byte address: all bits count).
-#[inline(always)]
-fn ptr_slot(addr: usize) -> usize {
-    ((addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - CACHE_BITS)) as usize
-}
-
 /// Encodes events into version-2 records against a dictionary that grows
 /// with every record, until [`reset`](EventEncoder::reset). One encoder
 /// writes the records of one spool block; reset it exactly where the block
@@ -366,10 +359,10 @@ pub struct EventEncoder {
     /// event were seen recently, and one comparison confirms them without
     /// hashing the whole string.
     cache: Box<[u32]>,
-    /// `ptr_slot` of a shared string's address → (address, symbol + 1,
-    /// generation): strings sources share between events are recognised by
-    /// address, without reading their bytes (which another core wrote). An
-    /// entry counts only in the generation that made it.
+    /// Slot of a shared string's address (`Text::addr_hash`) → its key,
+    /// symbol + 1 and generation: strings sources share between events are
+    /// recognised by address, without reading their bytes (which another
+    /// core wrote). An entry counts only in the generation that made it.
     by_ptr: Box<[PtrEntry]>,
     /// Bumped whenever symbols are forgotten (reset, rollback): every
     /// older `by_ptr` entry then misses.
@@ -531,7 +524,7 @@ impl EventEncoder {
         let Some(key) = ptr_key(addr) else {
             return self.intern(t);
         };
-        let slot = ptr_slot(addr.0);
+        let slot = (t.addr_hash() >> (64 - CACHE_BITS)) as usize;
         let seen = self.by_ptr[slot];
         if seen.key == key && seen.generation == self.ptr_generation {
             return u64::from(seen.sym);

@@ -79,6 +79,14 @@ impl Text {
         (self.ptr.as_ptr() as usize, self.len)
     }
 
+    /// A hash of this string's address for caches keyed by it: take its
+    /// top bits as the slot. Every address bit counts (static strings lie
+    /// next to each other at any byte address).
+    #[inline]
+    pub fn addr_hash(&self) -> u64 {
+        (self.ptr.as_ptr() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
     #[inline]
     fn raw_arc(&self) -> *const str {
         std::ptr::slice_from_raw_parts(self.ptr.as_ptr() as *const u8, self.len & !SHARED)
