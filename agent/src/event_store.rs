@@ -286,6 +286,7 @@ pub fn for_each_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn remembered_keys_are_the_hashed_keys() {
@@ -305,7 +306,7 @@ mod tests {
                 Text::from("host-1")
             });
             e.process.entity_id = Some(id.clone());
-            e.process.parent = Some(Box::new(dsl::event::Process {
+            e.process.parent = Some(Arc::new(dsl::event::Process {
                 entity_id: Some(ids[i / 2].clone()),
                 ..Default::default()
             }));

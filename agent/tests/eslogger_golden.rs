@@ -274,7 +274,7 @@ fn curl_connection(events: &[Event]) -> Event {
         name: curl.process.name.clone(),
         executable: curl.process.executable.clone(),
         parent: curl.process.parent.as_ref().map(|p| {
-            Box::new(Process {
+            Arc::new(Process {
                 pid: p.pid,
                 entity_id: p.entity_id.clone(),
                 ..Process::default()

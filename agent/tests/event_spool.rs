@@ -6,6 +6,7 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dsl::event::Process;
@@ -229,7 +230,7 @@ fn a_failed_append_leaves_the_dictionary_consistent() {
             let mut deep = e.clone();
             for _ in 0..300 {
                 deep.process = Process {
-                    parent: Some(Box::new(deep.process)),
+                    parent: Some(Arc::new(deep.process)),
                     ..Process::default()
                 };
             }

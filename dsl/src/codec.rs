@@ -53,6 +53,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use bincode::config::{self, Configuration};
 use thiserror::Error;
@@ -341,6 +342,19 @@ fn ptr_key((addr, len): (usize, usize)) -> Option<u64> {
     (addr < 1 << 48 && len < 1 << 15).then_some(addr | len << 48 | shared << 63)
 }
 
+/// Slots of the encoder's parent memo: a child's events come in runs, and
+/// a busy host has a few dozen parents with children active at once.
+const PARENT_SLOTS: usize = 64;
+
+/// One parent the encoder met, held, and the bytes `put_process` wrote for
+/// it (valid in `generation` only).
+#[derive(Default)]
+struct ParentEntry {
+    process: Option<Arc<Process>>,
+    generation: u32,
+    bytes: Vec<u8>,
+}
+
 /// Encodes events into version-2 records against a dictionary that grows
 /// with every record, until [`reset`](EventEncoder::reset). One encoder
 /// writes the records of one spool block; reset it exactly where the block
@@ -373,6 +387,11 @@ pub struct EventEncoder {
     /// for the address held for its symbol, and held strings change only
     /// with the generation. So a hit needs no look at the string.
     held: Vec<Option<Text>>,
+    /// Shared parents (`process.parent` is an `Arc` the agent's process
+    /// table hands every event of a child) met in this generation, by
+    /// address, with their encoding: the next event of a child copies those
+    /// bytes instead of looking up each of the parent's strings again.
+    parents: Box<[ParentEntry]>,
     /// The strings the record being encoded adds, each as varint length + bytes.
     new_strings: Vec<u8>,
     new_count: u64,
@@ -392,6 +411,7 @@ impl Default for EventEncoder {
             by_ptr: vec![PtrEntry::default(); 1 << CACHE_BITS].into_boxed_slice(),
             ptr_generation: 1,
             held: Vec::new(),
+            parents: (0..PARENT_SLOTS).map(|_| ParentEntry::default()).collect(),
             new_strings: Vec::new(),
             new_count: 0,
             body: Vec::new(),
@@ -424,6 +444,7 @@ impl EventEncoder {
         if self.ptr_generation == 0 {
             // Entries of the generation before the last wrap would count again.
             self.by_ptr.fill(PtrEntry::default());
+            self.parents.fill_with(ParentEntry::default);
             self.ptr_generation = 1;
         }
     }
@@ -583,10 +604,10 @@ impl EventEncoder {
         self.sym(&e.host.os.version, b);
         self.put_process(&e.process, b);
         put_varint(b, (e.process.depth() - 1) as u64);
-        let mut p = e.process.parent.as_deref();
+        let mut p = e.process.parent.as_ref();
         while let Some(parent) = p {
-            self.put_process(parent, b);
-            p = parent.parent.as_deref();
+            self.put_parent(parent, b);
+            p = parent.parent.as_ref();
         }
         self.sym(&e.user.id, b);
         self.sym(&e.user.name, b);
@@ -610,6 +631,30 @@ impl EventEncoder {
                 self.sym(&n.direction, b);
             }
         }
+    }
+
+    /// [`put_process`](Self::put_process) for a parent, from the parent
+    /// memo when this generation already encoded this very `Arc`. The memo
+    /// holds the `Arc`, so its address names no other process meanwhile, and
+    /// a shared `Process` is never changed in place (`Arc::make_mut` copies
+    /// it); the symbols its bytes name stay defined for the generation.
+    fn put_parent(&mut self, p: &Arc<Process>, b: &mut Vec<u8>) {
+        let slot = (crate::fasthash::addr_hash(Arc::as_ptr(p) as usize)
+            >> (64 - PARENT_SLOTS.trailing_zeros())) as usize;
+        let seen = &self.parents[slot];
+        if seen.generation == self.ptr_generation
+            && seen.process.as_ref().is_some_and(|h| Arc::ptr_eq(h, p))
+        {
+            b.extend_from_slice(&seen.bytes);
+            return;
+        }
+        let start = b.len();
+        self.put_process(p, b);
+        let entry = &mut self.parents[slot];
+        entry.process = Some(Arc::clone(p));
+        entry.generation = self.ptr_generation;
+        entry.bytes.clear();
+        entry.bytes.extend_from_slice(&b[start..]);
     }
 
     fn put_process(&mut self, p: &Process, b: &mut Vec<u8>) {
@@ -1183,10 +1228,10 @@ impl<'v> EventView<'v> {
         let mut chain: Option<Process> = None;
         for p in s.parents.iter().rev() {
             let mut owned = self.process(p);
-            owned.parent = chain.map(Box::new);
+            owned.parent = chain.map(Arc::new);
             chain = Some(owned);
         }
-        process.parent = chain.map(Box::new);
+        process.parent = chain.map(Arc::new);
         Event {
             timestamp_ns: s.timestamp_ns,
             event: EventInfo {

@@ -6,6 +6,7 @@
 //! field as `null`, which is not the same as an empty string.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bincode::de::Decoder;
 use bincode::error::{AllowedEnumVariants, DecodeError};
@@ -281,7 +282,7 @@ pub struct Process {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Box<Process>>,
+    pub parent: Option<Arc<Process>>,
 }
 
 /// The deepest `process.parent` chain the binary codec reads or writes: far
@@ -316,7 +317,7 @@ impl<Context> Decode<Context> for Process {
                 exit_code: Decode::decode(decoder)?,
                 parent: None,
             });
-            // `Option<Box<Process>>`: a one-byte tag, then the parent.
+            // `Option<Arc<Process>>`: a one-byte tag, then the parent.
             match u8::decode(decoder)? {
                 0 => break,
                 1 if chain.len() < MAX_PROCESS_DEPTH => {}
@@ -327,7 +328,7 @@ impl<Context> Decode<Context> for Process {
                 }
                 found => {
                     return Err(DecodeError::UnexpectedVariant {
-                        type_name: "Option<Box<Process>>",
+                        type_name: "Option<Arc<Process>>",
                         allowed: &AllowedEnumVariants::Range { min: 0, max: 1 },
                         found: found as u32,
                     })
@@ -336,7 +337,7 @@ impl<Context> Decode<Context> for Process {
         }
         let mut child: Option<Process> = None;
         while let Some(mut p) = chain.pop() {
-            p.parent = child.map(Box::new);
+            p.parent = child.map(Arc::new);
             child = Some(p);
         }
         Ok(child.expect("the loop pushes at least one process"))

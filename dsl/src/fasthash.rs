@@ -25,6 +25,14 @@ pub fn hash_bytes(mut h: u64, bytes: &[u8]) -> u64 {
     finish(h ^ bytes.len() as u64)
 }
 
+/// A hash of an address for caches keyed by one: take its top bits as the
+/// slot. Every address bit counts (static strings lie next to each other at
+/// any byte address).
+#[inline]
+pub fn addr_hash(addr: usize) -> u64 {
+    (addr as u64).wrapping_mul(K)
+}
+
 /// Spreads every input bit over the low bits too (slot indexes use them).
 #[inline]
 fn finish(h: u64) -> u64 {

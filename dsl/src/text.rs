@@ -79,12 +79,11 @@ impl Text {
         (self.ptr.as_ptr() as usize, self.len)
     }
 
-    /// A hash of this string's address for caches keyed by it: take its
-    /// top bits as the slot. Every address bit counts (static strings lie
-    /// next to each other at any byte address).
+    /// A hash of this string's address for caches keyed by it
+    /// ([`crate::fasthash::addr_hash`]).
     #[inline]
     pub fn addr_hash(&self) -> u64 {
-        (self.ptr.as_ptr() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        crate::fasthash::addr_hash(self.ptr.as_ptr() as usize)
     }
 
     #[inline]

@@ -6,6 +6,7 @@
 mod common;
 
 use proptest::prelude::*;
+use std::sync::Arc;
 use vigil_dsl::codec::{
     decode_event, encode_event, encode_event_into, encode_event_v1, CodecError, FORMAT_VERSION,
     FORMAT_VERSION_V1,
@@ -19,7 +20,7 @@ fn sample_event() -> Event {
     let mut e = proc_start(1_725_435_151, "zsh");
     e.process.args = vec!["/bin/zsh".into(), "-c".into(), "échо 名前".into()];
     e.process.pid = Some(91306);
-    e.process.parent = Some(Box::new(Process {
+    e.process.parent = Some(Arc::new(Process {
         pid: Some(64632),
         name: Some("JamfCheck".into()),
         ..Process::default()
@@ -189,7 +190,7 @@ fn huge_length_prefix(encode_event: fn(&Event) -> Result<Vec<u8>, CodecError>) {
 fn nested_parent_record(depth: usize) -> Vec<u8> {
     let flat = encode_event_v1(&Event::default()).unwrap();
     let mut one = Event::default();
-    one.process.parent = Some(Box::default());
+    one.process.parent = Some(Arc::default());
     let nested = encode_event_v1(&one).unwrap();
     let at = flat.iter().zip(&nested).position(|(a, b)| a != b).unwrap();
     let unit = &nested[at..at + (nested.len() - flat.len())];
@@ -204,8 +205,8 @@ fn nested_parent_record(depth: usize) -> Vec<u8> {
 #[test]
 fn splicing_builds_real_nested_records() {
     let mut two = Event::default();
-    two.process.parent = Some(Box::new(Process {
-        parent: Some(Box::default()),
+    two.process.parent = Some(Arc::new(Process {
+        parent: Some(Arc::default()),
         ..Process::default()
     }));
     assert_eq!(nested_parent_record(2), encode_event_v1(&two).unwrap());
@@ -219,7 +220,7 @@ fn splicing_builds_real_nested_records() {
 fn nested_parent_record_v2(parents: usize) -> Vec<u8> {
     let flat = encode_event(&Event::default()).unwrap();
     let mut one = Event::default();
-    one.process.parent = Some(Box::default());
+    one.process.parent = Some(Arc::default());
     let nested = encode_event(&one).unwrap();
     let at = flat.iter().zip(&nested).position(|(a, b)| a != b).unwrap();
     assert_eq!((flat[at], nested[at]), (0, 1), "the parent count");
@@ -264,7 +265,7 @@ fn process_chain(depth: usize) -> Process {
     for pid in 2..=depth as u32 {
         p = Process {
             pid: Some(pid),
-            parent: Some(Box::new(p)),
+            parent: Some(Arc::new(p)),
             ..Process::default()
         };
     }

@@ -155,7 +155,7 @@ fn join_keys_per_stage_and_per_sequence() {
     };
     let child = |ts, host, ppid| {
         let mut e = ev(ts, Some(host), "child");
-        e.process.parent = Some(Box::new(Process {
+        e.process.parent = Some(Arc::new(Process {
             pid: Some(ppid),
             ..Process::default()
         }));
@@ -699,7 +699,7 @@ fn fire(rules: &Arc<vigil_dsl::rules::RuleSet>, e: Event) -> Vec<Alert> {
 fn a_hook_can_rescore_enrich_tag_and_ask_for_context() {
     let rules = hook_rules();
     let mut e = ev(S, Some("h1"), "rescore");
-    e.process.parent = Some(Box::new(Process {
+    e.process.parent = Some(Arc::new(Process {
         name: Some("Safari".into()),
         ..Process::default()
     }));

@@ -115,7 +115,7 @@ fn event() -> impl Strategy<Value = Event> {
                     name: Some(NAMES[name].into()),
                     executable: Some(PATHS[exe].into()),
                     entity_id: Some(format!("p{pid}").into()),
-                    parent: Some(Box::new(Process {
+                    parent: Some(Arc::new(Process {
                         name: Some(NAMES[parent].into()),
                         executable: Some(PATHS[(exe + 1) % PATHS.len()].into()),
                         entity_id: Some(format!("p{ppid}").into()),

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use vigil_dsl::event::{Category, Endpoint, EventType, File, Process};
 use vigil_dsl::query::{self, CompiledQuery, EventFilter};
 use vigil_dsl::Event;
@@ -36,7 +37,7 @@ fn shell() -> Event {
     e.process.exit_code = Some(-1);
     e.process.code_signature.trusted = Some(false);
     e.process.code_signature.signing_id = Some("com.apple.bash".into());
-    e.process.parent = Some(Box::new(Process {
+    e.process.parent = Some(Arc::new(Process {
         pid: Some(1),
         name: Some("Safari".into()),
         ..Process::default()

@@ -28,8 +28,9 @@ pub struct SpoolConfig {
     /// Raw (uncompressed) batch size at which a block is sealed. Capped so
     /// that no block can exceed a quarter of the ring (and 64 MiB raw).
     pub block_target_bytes: usize,
-    /// A batch whose first record is this old is sealed on the next
-    /// `append` or `seal_if_due`.
+    /// A batch whose first record is this old is sealed by `seal_if_due`
+    /// (call it from a timer), or by `append`, which looks at the clock
+    /// every [`AGE_CHECK_RECORDS`] records (every record when zero).
     pub max_batch_age: Duration,
     /// zstd compression level.
     pub zstd_level: i32,
@@ -186,6 +187,11 @@ impl RingSource for MapSource<'_> {
         crc32fast::hash(&self.map[at..at + len])
     }
 }
+
+/// `append` reads the clock once per this many records: a reading costs
+/// about as much as appending a small record, and the caller's timer
+/// (`seal_if_due`) keeps a quiet batch from growing old anyway.
+pub const AGE_CHECK_RECORDS: u64 = 64;
 
 pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -488,7 +494,8 @@ impl SpoolWriter {
     }
 
     /// Appends one record to the open batch, sealing it when it reaches the
-    /// block target or its first record is older than `max_batch_age`.
+    /// block target or its first record is older than `max_batch_age` (see
+    /// [`AGE_CHECK_RECORDS`]).
     pub fn append(&mut self, ts_ns: i64, keys: &[u64], data: &[u8]) -> Result<(), SpoolError> {
         if keys.len() > MAX_KEYS_PER_RECORD {
             return Err(SpoolError::RecordTooLarge {
@@ -524,7 +531,8 @@ impl SpoolWriter {
         for &k in keys {
             bloom_insert(&mut b.bloom, k);
         }
-        if b.buf.len() >= self.target || started.elapsed() >= self.max_age {
+        let age_check = self.max_age.is_zero() || u64::from(b.records) % AGE_CHECK_RECORDS == 0;
+        if b.buf.len() >= self.target || (age_check && started.elapsed() >= self.max_age) {
             self.seal()?;
         }
         Ok(())

@@ -25,6 +25,27 @@ pub struct ProcInfo {
     pub exit_ns: Option<i64>,
 }
 
+/// A process as the table holds it: what it knows, and the same facts as
+/// the `process.parent` of its children's events, made once at exec. Every
+/// event of a child then shares that one parent (a count, not a copy of its
+/// strings and args).
+#[derive(Debug, Clone)]
+struct Known {
+    info: ProcInfo,
+    as_parent: Arc<Process>,
+}
+
+impl Known {
+    fn new(info: ProcInfo) -> Known {
+        let mut as_parent = Process::default();
+        fill_process(&mut as_parent, &info);
+        Known {
+            info,
+            as_parent: Arc::new(as_parent),
+        }
+    }
+}
+
 /// How many exited processes stay answerable for context and ancestry.
 const EXITED_KEPT: usize = 4096;
 const MAX_ANCESTRY: usize = 64;
@@ -36,8 +57,8 @@ pub struct ProcessTable {
     host_tag: String,
     /// Both maps share each process's one `Arc`, which shares the exec
     /// event's strings (`Text` clones, no copies).
-    live: HashMap<u32, Arc<ProcInfo>>,
-    by_entity: HashMap<Text, Arc<ProcInfo>>,
+    live: HashMap<u32, Arc<Known>>,
+    by_entity: HashMap<Text, Arc<Known>>,
     exited: VecDeque<Text>,
 }
 
@@ -95,18 +116,18 @@ impl ProcessTable {
     }
 
     fn insert(&mut self, info: ProcInfo) {
-        let info = Arc::new(info);
+        let known = Arc::new(Known::new(info));
         self.by_entity
-            .insert(info.entity_id.clone(), Arc::clone(&info));
-        self.live.insert(info.pid, info);
+            .insert(known.info.entity_id.clone(), Arc::clone(&known));
+        self.live.insert(known.info.pid, known);
     }
 
     pub fn by_pid(&self, pid: u32) -> Option<&ProcInfo> {
-        self.live.get(&pid).map(|p| &**p)
+        self.live.get(&pid).map(|p| &p.info)
     }
 
     pub fn by_entity(&self, entity_id: &str) -> Option<&ProcInfo> {
-        self.by_entity.get(entity_id).map(|p| &**p)
+        self.by_entity.get(entity_id).map(|p| &p.info)
     }
 
     /// Fills missing process/parent fields from the table, then learns from
@@ -117,8 +138,8 @@ impl ProcessTable {
         if let Some(parent) = e.process.parent.as_deref() {
             if let (Some(ppid), Some(peid)) = (parent.pid, &parent.entity_id) {
                 if let Some(known) = self.live.get(&ppid) {
-                    if known.entity_id != *peid {
-                        let mut info = ProcInfo::clone(known);
+                    if known.info.entity_id != *peid {
+                        let mut info = known.info.clone();
                         info.entity_id = Text::clone(peid);
                         self.insert(info);
                     }
@@ -133,7 +154,7 @@ impl ProcessTable {
                 .parent
                 .as_ref()
                 .and_then(|p| p.pid)
-                .or_else(|| self.live.get(&pid).and_then(|p| p.ppid));
+                .or_else(|| self.live.get(&pid).and_then(|p| p.info.ppid));
             let entity_id =
                 e.process.entity_id.clone().unwrap_or_else(|| {
                     format!("{}-{pid}-{}", self.host_tag, e.timestamp_ns).into()
@@ -152,12 +173,13 @@ impl ProcessTable {
         }
         self.fill(e);
         if is_end {
-            if let Some(mut info) = self.live.remove(&pid) {
+            if let Some(mut known) = self.live.remove(&pid) {
                 // Out of both maps, the Arc is ours alone: no copy to change it.
-                self.by_entity.remove(&info.entity_id);
-                Arc::make_mut(&mut info).exit_ns = Some(e.timestamp_ns);
-                self.exited.push_back(info.entity_id.clone());
-                self.by_entity.insert(info.entity_id.clone(), info);
+                let entity_id = known.info.entity_id.clone();
+                self.by_entity.remove(&entity_id);
+                Arc::make_mut(&mut known).info.exit_ns = Some(e.timestamp_ns);
+                self.exited.push_back(entity_id.clone());
+                self.by_entity.insert(entity_id, known);
                 while self.exited.len() > EXITED_KEPT {
                     if let Some(old) = self.exited.pop_front() {
                         self.by_entity.remove(&old);
@@ -172,10 +194,15 @@ impl ProcessTable {
         let Some(me) = self.live.get(&pid) else {
             return;
         };
-        fill_process(&mut e.process, me);
-        if let Some(pp) = me.ppid.and_then(|pp| self.live.get(&pp)) {
-            let parent = e.process.parent.get_or_insert_with(Default::default);
-            fill_process(parent, pp);
+        fill_process(&mut e.process, &me.info);
+        if let Some(pp) = me.info.ppid.and_then(|pp| self.live.get(&pp)) {
+            match &mut e.process.parent {
+                None => e.process.parent = Some(Arc::clone(&pp.as_parent)),
+                Some(parent) if lacks_any(parent, &pp.info) => {
+                    fill_process(Arc::make_mut(parent), &pp.info)
+                }
+                Some(_) => {}
+            }
         }
     }
 
@@ -183,12 +210,12 @@ impl ProcessTable {
     pub fn ancestry(&self, entity_id: &str) -> Vec<ProcInfo> {
         let mut out = Vec::new();
         let mut cur = self.by_entity.get(entity_id);
-        while let Some(p) = cur {
+        while let Some(p) = cur.map(|k| &k.info) {
             let next = p
                 .ppid
                 .filter(|&pp| pp != p.pid)
                 .and_then(|pp| self.live.get(&pp));
-            out.push(ProcInfo::clone(p));
+            out.push(p.clone());
             if out.len() >= MAX_ANCESTRY {
                 break;
             }
@@ -196,6 +223,16 @@ impl ProcessTable {
         }
         out
     }
+}
+
+/// Whether [`fill_process`] would change `p`: a parent the source sent
+/// complete is then left as it is, shared or not.
+fn lacks_any(p: &Process, info: &ProcInfo) -> bool {
+    p.pid.is_none()
+        || p.entity_id.is_none()
+        || p.name.is_none()
+        || p.executable.is_none()
+        || (p.args.is_empty() && !info.args.is_empty())
 }
 
 fn fill_process(p: &mut Process, info: &ProcInfo) {
@@ -232,7 +269,7 @@ mod tests {
                 pid: Some(pid),
                 entity_id: Some(eid.into()),
                 name: Some(name.into()),
-                parent: Some(Box::new(Process {
+                parent: Some(Arc::new(Process {
                     pid: Some(ppid),
                     ..Default::default()
                 })),

@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use dsl::event::{
     Category, CodeSignature, Endpoint, EventInfo, EventType, File, Hash, Host, Network, Os,
@@ -267,7 +268,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             e.user = user_of(&child);
             let mut p = process_of(child, ctx);
             // The forking process is the parent, and ES gives all of it.
-            p.parent = Some(Box::new(Process {
+            p.parent = Some(Arc::new(Process {
                 parent: None,
                 ..process_of(process, ctx)
             }));
@@ -552,7 +553,7 @@ pub fn process_of(p: EsProcess, ctx: &MapContext) -> Process {
             sha256: None,
         },
         executable: Some(p.executable.into()),
-        parent: parent.map(Box::new),
+        parent: parent.map(Arc::new),
         ..Process::default()
     }
 }
@@ -837,7 +838,7 @@ impl ProcessCache {
     /// known under the same pidversion (or by pid alone when the event has
     /// no parent token).
     pub fn enrich(&self, e: &mut Event) {
-        let Some(parent) = e.process.parent.as_deref_mut() else {
+        let Some(parent) = e.process.parent.as_mut().map(Arc::make_mut) else {
             return;
         };
         if parent.executable.is_some() {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use proptest::collection::vec;
 use proptest::option;
@@ -110,7 +111,7 @@ fn arb_process_fields() -> BoxedStrategy<Process> {
 pub fn arb_process() -> BoxedStrategy<Process> {
     (arb_process_fields(), option::of(arb_process_fields()))
         .prop_map(|(mut p, parent)| {
-            p.parent = parent.map(Box::new);
+            p.parent = parent.map(Arc::new);
             p
         })
         .boxed()

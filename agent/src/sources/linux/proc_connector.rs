@@ -615,7 +615,7 @@ impl Handler {
         ev.process.name = attrs.name.clone().map(Into::into);
         ev.process.executable = attrs.executable.clone().map(Into::into);
         ev.user.id = attrs.uid.map(|u| u.to_string().into());
-        ev.process.parent = Some(Box::new(Shared::parent_process(
+        ev.process.parent = Some(Arc::new(Shared::parent_process(
             parent,
             parent_view.as_ref(),
         )));
@@ -670,7 +670,7 @@ impl Handler {
         p.working_directory = info.cwd.map(Into::into);
         if let Some(ppid) = attrs.ppid.filter(|&pp| pp > 0) {
             let view = sh.lookup(ppid);
-            p.parent = Some(Box::new(Shared::parent_process(ppid, view.as_ref())));
+            p.parent = Some(Arc::new(Shared::parent_process(ppid, view.as_ref())));
         }
         ev.user.id = attrs.uid.map(|u| u.to_string().into());
         sh.emit(&sh.counters.process, ev);
@@ -702,7 +702,7 @@ impl Handler {
             .or(forked_from);
         if let Some(ppid) = ppid.filter(|&pp| pp > 0) {
             let view = sh.table().get(ppid).cloned();
-            p.parent = Some(Box::new(Shared::parent_process(ppid, view.as_ref())));
+            p.parent = Some(Arc::new(Shared::parent_process(ppid, view.as_ref())));
         }
         sh.emit(&sh.counters.process, ev);
     }

@@ -188,7 +188,7 @@ impl Poller {
         }
         let exe = libproc::pid_path(pid);
         let parent = libproc::ppid(pid).filter(|&p| p > 0).map(|ppid| {
-            Box::new(Process {
+            Arc::new(Process {
                 pid: u32::try_from(ppid).ok(),
                 entity_id: libproc::audit_token(ppid).map(|t| self.ctx.entity_id(&t).into()),
                 ..Process::default()
