@@ -297,6 +297,11 @@ type ByHash = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
 /// Slots of the encoder's direct-mapped cache of recent strings.
 const CACHE_BITS: u32 = 14;
 
+/// Slots of the encoder's cache of shared strings by address. Small enough
+/// to stay in a core's cache between the spool thread's batches (64 KiB): at
+/// a few thousand events a second, a bigger table is mostly cold misses.
+const PTR_BITS: u32 = 12;
+
 /// A cheap hash of a string's length and a few of its bytes (first, middle,
 /// last eight), for the direct-mapped cache. Collisions only cost a miss:
 /// a hit is always confirmed by comparing the whole string.
@@ -408,7 +413,7 @@ impl Default for EventEncoder {
             by_hash: ByHash::default(),
             collided: HashMap::new(),
             cache: vec![0; 1 << CACHE_BITS].into_boxed_slice(),
-            by_ptr: vec![PtrEntry::default(); 1 << CACHE_BITS].into_boxed_slice(),
+            by_ptr: vec![PtrEntry::default(); 1 << PTR_BITS].into_boxed_slice(),
             ptr_generation: 1,
             held: Vec::new(),
             parents: (0..PARENT_SLOTS).map(|_| ParentEntry::default()).collect(),
@@ -545,7 +550,7 @@ impl EventEncoder {
         let Some(key) = ptr_key(addr) else {
             return self.intern(t);
         };
-        let slot = (t.addr_hash() >> (64 - CACHE_BITS)) as usize;
+        let slot = (t.addr_hash() >> (64 - PTR_BITS)) as usize;
         let seen = self.by_ptr[slot];
         if seen.key == key && seen.generation == self.ptr_generation {
             return u64::from(seen.sym);
@@ -1365,7 +1370,7 @@ mod tests {
         let whole = Text::from_static("abcdef");
         let prefix = Text::from_static(&"abcdef"[..3]);
         let shared = Text::from("shared");
-        let many: Vec<Text> = (0..3 << CACHE_BITS)
+        let many: Vec<Text> = (0..3 << PTR_BITS)
             .map(|i| Text::from(format!("s{i}")))
             .collect();
         let mut enc = EventEncoder::new();
