@@ -115,7 +115,8 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         outputs = outputs.with_outbox(outbox.clone());
         sink_set = Some(crate::sinks::SinkSet::start(&outbox, sinks)?);
     }
-    let (control_tx, control_rx) = crossbeam::channel::bounded(16);
+    let (control_tx, control_rx) =
+        crate::control::control_channel(16).context("making the control channel")?;
     let control = if cfg.control.enabled {
         let started = ControlServer::start(
             ControlConfig {

@@ -39,7 +39,7 @@ use serde::Serialize;
 use spool::{SpoolConfig, SpoolReader};
 
 use crate::control::context::{AlertSummary, EntityTable, Lookup, MAX_WINDOW_NS};
-use crate::control::ControlRequest;
+use crate::control::{ControlReceiver, ControlRequest};
 use crate::event_store::{refreshed_reader, EventSpool};
 use crate::outbox::OutboxStatus;
 use crate::sinks::{SinkMonitor, SinkStatus};
@@ -185,7 +185,7 @@ pub struct Pipeline {
     window_max_events: usize,
     idle_nap: Duration,
     recent: VecDeque<AlertSummary>,
-    control: Option<Receiver<ControlRequest>>,
+    control: Option<ControlReceiver>,
     sinks: Option<SinkMonitor>,
     rules_reloads: u64,
     status_written: Option<Instant>,
@@ -247,7 +247,7 @@ impl Pipeline {
     }
 
     /// Serve control-socket requests from this channel.
-    pub fn with_control(mut self, rx: Receiver<ControlRequest>) -> Pipeline {
+    pub fn with_control(mut self, rx: ControlReceiver) -> Pipeline {
         self.control = Some(rx);
         self
     }
@@ -503,7 +503,6 @@ impl Pipeline {
     ) -> Result<StatusSnapshot> {
         let mut last_tick = Instant::now();
         let mut last_log = Instant::now();
-        let never = crossbeam::channel::never();
         let mut control = self.control.take();
         'events: loop {
             // Busy: events back to back, BURST at a time between looks at
@@ -529,14 +528,10 @@ impl Pipeline {
                 // Nothing waits for a batch to fill while the pipeline naps.
                 self.spool.send_batch();
                 self.commit_alerts();
-                let control_rx = control.as_ref().unwrap_or(&never);
-                crossbeam::select! {
-                    recv(control_rx) -> req => match req {
-                        Ok(r) => self.serve(r, rx.len()),
-                        // The control server is gone: stop polling it.
-                        Err(_) => control = None,
-                    },
-                    default(self.idle_nap) => {}
+                // A request ends the nap early; it is answered just below.
+                match &control {
+                    Some(c) => c.nap(self.idle_nap),
+                    None => std::thread::sleep(self.idle_nap),
                 }
             }
             // Requests are answered between events, also under load.

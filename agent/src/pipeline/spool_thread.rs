@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender};
+use crossbeam::channel::{self, Receiver, Sender, TryRecvError};
 use dsl::alert::RawJson;
 use dsl::Event;
 use spool::SpoolReader;
@@ -155,6 +155,7 @@ impl SpoolThread {
     pub fn finish(&mut self) -> Result<()> {
         let flushed = self.flush();
         self.tx = None;
+        self.wake();
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
                 return Err(anyhow!("the spool thread panicked"));
@@ -165,11 +166,23 @@ impl SpoolThread {
 
     fn send(&self, msg: SpoolMsg) -> bool {
         match &self.tx {
-            Some(tx) if tx.send(msg).is_ok() => true,
+            Some(tx) if tx.send(msg).is_ok() => {
+                self.wake();
+                true
+            }
             _ => {
                 tracing::error!("the spool thread has stopped: events are not spooled");
                 false
             }
+        }
+    }
+}
+
+impl SpoolThread {
+    /// Ends the spool thread's sleep: it has a message, or its channel closed.
+    fn wake(&self) {
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
         }
     }
 }
@@ -179,6 +192,7 @@ impl Drop for SpoolThread {
         self.send_batch();
         // Closing the channel ends the thread, which seals what it holds.
         self.tx = None;
+        self.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -210,7 +224,17 @@ impl SpoolWorker {
                 .as_ref()
                 .and_then(|(spool, _)| spool.seal_due_in())
                 .map_or(IDLE_WAIT, |due| due.max(SEAL_SLACK));
-            match rx.recv_timeout(wait) {
+            // Parked, not blocked in the channel: a blocking receive spins
+            // before it sleeps, which on a VM costs more than the wake-up.
+            // Every send unparks this thread (so does closing the channel).
+            let msg = match rx.try_recv() {
+                Err(TryRecvError::Empty) => {
+                    std::thread::park_timeout(wait);
+                    rx.try_recv()
+                }
+                got => got,
+            };
+            match msg {
                 Ok(SpoolMsg::Events(events)) => {
                     // Counted once per batch: the counters share a cache line
                     // with the pipeline thread's, which a per-event add would
@@ -226,8 +250,9 @@ impl SpoolWorker {
                     self.answer_deferred();
                     let _ = reply.send(self.flush().map_err(|e| format!("{e:#}")));
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                // Woken by the timer (or spuriously): seal if due.
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => break,
             }
             if rx.is_empty() {
                 self.answer_deferred();
