@@ -54,7 +54,7 @@ pub use format::{
 };
 pub use reader::{BlockInfo, ScanReport, SpoolInfo, SpoolReader};
 pub use record::{Keys, KeysIter, RecordRef, MAX_KEYS_PER_RECORD};
-pub use writer::{RecoveryReport, SpoolConfig, SpoolWriter, WriterStats};
+pub use writer::{RecoveryReport, SpoolConfig, SpoolWriter, WriterStats, AGE_CHECK_RECORDS};
 
 /// A time range in nanoseconds: `start_ns` inclusive, `end_ns` exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -216,10 +216,17 @@ fn age_based_sealing() {
     assert!(w.seal_if_due().unwrap());
     assert_eq!(w.seal_due_in(), None);
     assert_eq!(w.stats().blocks_written, 1);
-    // append itself seals an old batch
+    // append itself seals an old batch, looking at the clock at every
+    // AGE_CHECK_RECORDS-th record of the batch
     w.append(2, &[], b"b").unwrap();
     std::thread::sleep(Duration::from_millis(30));
-    w.append(3, &[], b"c").unwrap();
+    let checked_at = vigil_spool::AGE_CHECK_RECORDS as i64;
+    for ts in 2..checked_at {
+        w.append(ts + 1, &[], b"c").unwrap();
+    }
+    assert_eq!(w.stats().blocks_written, 1);
+    assert_eq!(w.stats().pending_records, checked_at as u64 - 1);
+    w.append(checked_at + 1, &[], b"c").unwrap();
     assert_eq!(w.stats().blocks_written, 2);
     assert_eq!(w.stats().pending_records, 0);
 }
