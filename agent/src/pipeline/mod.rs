@@ -526,7 +526,7 @@ impl Pipeline {
             }
             if idle {
                 // Nothing waits for a batch to fill while the pipeline naps.
-                self.spool.send_batch();
+                self.spool.hand_off();
                 self.commit_alerts();
                 // A request ends the nap early; it is answered just below.
                 match &control {
