@@ -25,25 +25,17 @@ pub struct ProcInfo {
     pub exit_ns: Option<i64>,
 }
 
-/// A process as the table holds it: what it knows, and the same facts as
-/// the `process.parent` of its children's events, made once at exec. Every
-/// event of a child then shares that one parent (a count, not a copy of its
-/// strings and args).
-#[derive(Debug, Clone)]
-struct Known {
-    info: ProcInfo,
+/// A live process as the table's pid map holds it. `as_parent` is the
+/// `process.parent` of its children's events, made once at exec: every
+/// event of a child shares it (a count, not a copy of its strings and
+/// args). It and the parent's pid sit in the map itself, so filling an
+/// event's parent reads no process record: at a few thousand events a
+/// second each such read is a cache miss.
+#[derive(Debug)]
+struct Live {
+    ppid: Option<u32>,
     as_parent: Arc<Process>,
-}
-
-impl Known {
-    fn new(info: ProcInfo) -> Known {
-        let mut as_parent = Process::default();
-        fill_process(&mut as_parent, &info);
-        Known {
-            info,
-            as_parent: Arc::new(as_parent),
-        }
-    }
+    info: Arc<ProcInfo>,
 }
 
 /// How many exited processes stay answerable for context and ancestry.
@@ -57,8 +49,8 @@ pub struct ProcessTable {
     host_tag: String,
     /// Both maps share each process's one `Arc`, which shares the exec
     /// event's strings (`Text` clones, no copies).
-    live: HashMap<u32, Arc<Known>>,
-    by_entity: HashMap<Text, Arc<Known>>,
+    live: HashMap<u32, Live>,
+    by_entity: HashMap<Text, Arc<ProcInfo>>,
     exited: VecDeque<Text>,
 }
 
@@ -116,18 +108,25 @@ impl ProcessTable {
     }
 
     fn insert(&mut self, info: ProcInfo) {
-        let known = Arc::new(Known::new(info));
+        let mut as_parent = Process::default();
+        fill_process(&mut as_parent, &info);
+        let info = Arc::new(info);
         self.by_entity
-            .insert(known.info.entity_id.clone(), Arc::clone(&known));
-        self.live.insert(known.info.pid, known);
+            .insert(info.entity_id.clone(), Arc::clone(&info));
+        let live = Live {
+            ppid: info.ppid,
+            as_parent: Arc::new(as_parent),
+            info,
+        };
+        self.live.insert(live.info.pid, live);
     }
 
     pub fn by_pid(&self, pid: u32) -> Option<&ProcInfo> {
-        self.live.get(&pid).map(|p| &p.info)
+        self.live.get(&pid).map(|p| &*p.info)
     }
 
     pub fn by_entity(&self, entity_id: &str) -> Option<&ProcInfo> {
-        self.by_entity.get(entity_id).map(|p| &p.info)
+        self.by_entity.get(entity_id).map(|p| &**p)
     }
 
     /// Fills missing process/parent fields from the table, then learns from
@@ -139,7 +138,7 @@ impl ProcessTable {
             if let (Some(ppid), Some(peid)) = (parent.pid, &parent.entity_id) {
                 if let Some(known) = self.live.get(&ppid) {
                     if known.info.entity_id != *peid {
-                        let mut info = known.info.clone();
+                        let mut info = ProcInfo::clone(&known.info);
                         info.entity_id = Text::clone(peid);
                         self.insert(info);
                     }
@@ -154,7 +153,7 @@ impl ProcessTable {
                 .parent
                 .as_ref()
                 .and_then(|p| p.pid)
-                .or_else(|| self.live.get(&pid).and_then(|p| p.info.ppid));
+                .or_else(|| self.live.get(&pid).and_then(|p| p.ppid));
             let entity_id =
                 e.process.entity_id.clone().unwrap_or_else(|| {
                     format!("{}-{pid}-{}", self.host_tag, e.timestamp_ns).into()
@@ -173,13 +172,13 @@ impl ProcessTable {
         }
         self.fill(e);
         if is_end {
-            if let Some(mut known) = self.live.remove(&pid) {
+            if let Some(Live { mut info, .. }) = self.live.remove(&pid) {
                 // Out of both maps, the Arc is ours alone: no copy to change it.
-                let entity_id = known.info.entity_id.clone();
+                let entity_id = info.entity_id.clone();
                 self.by_entity.remove(&entity_id);
-                Arc::make_mut(&mut known).info.exit_ns = Some(e.timestamp_ns);
+                Arc::make_mut(&mut info).exit_ns = Some(e.timestamp_ns);
                 self.exited.push_back(entity_id.clone());
-                self.by_entity.insert(entity_id, known);
+                self.by_entity.insert(entity_id, info);
                 while self.exited.len() > EXITED_KEPT {
                     if let Some(old) = self.exited.pop_front() {
                         self.by_entity.remove(&old);
@@ -194,8 +193,11 @@ impl ProcessTable {
         let Some(me) = self.live.get(&pid) else {
             return;
         };
-        fill_process(&mut e.process, &me.info);
-        if let Some(pp) = me.info.ppid.and_then(|pp| self.live.get(&pp)) {
+        // Most sources send their process complete: the record stays unread.
+        if lacks_any(&e.process, &me.info) {
+            fill_process(&mut e.process, &me.info);
+        }
+        if let Some(pp) = me.ppid.and_then(|pp| self.live.get(&pp)) {
             match &mut e.process.parent {
                 None => e.process.parent = Some(Arc::clone(&pp.as_parent)),
                 Some(parent) if lacks_any(parent, &pp.info) => {
@@ -209,12 +211,12 @@ impl ProcessTable {
     /// The chain from `entity_id` up to the root (the process itself first).
     pub fn ancestry(&self, entity_id: &str) -> Vec<ProcInfo> {
         let mut out = Vec::new();
-        let mut cur = self.by_entity.get(entity_id);
-        while let Some(p) = cur.map(|k| &k.info) {
+        let mut cur = self.by_entity(entity_id);
+        while let Some(p) = cur {
             let next = p
                 .ppid
                 .filter(|&pp| pp != p.pid)
-                .and_then(|pp| self.live.get(&pp));
+                .and_then(|pp| self.by_pid(pp));
             out.push(p.clone());
             if out.len() >= MAX_ANCESTRY {
                 break;
@@ -225,8 +227,9 @@ impl ProcessTable {
     }
 }
 
-/// Whether [`fill_process`] would change `p`: a parent the source sent
-/// complete is then left as it is, shared or not.
+/// Whether [`fill_process`] would change `p`: a process the source sent
+/// complete is left as it is, shared or not. `info` is read last, and only
+/// when `p` has no args.
 fn lacks_any(p: &Process, info: &ProcInfo) -> bool {
     p.pid.is_none()
         || p.entity_id.is_none()
