@@ -220,7 +220,7 @@ impl Default for QueueSection {
     fn default() -> Self {
         QueueSection {
             capacity: 65_536,
-            batch_ms: 250,
+            batch_ms: 500,
         }
     }
 }
