@@ -214,7 +214,8 @@ impl Synthetic {
                 family: Some(Text::from_static("macos")),
                 version: Some(Text::from_static("14.5")),
             },
-        };
+        }
+        .leaked();
         let mut s = Synthetic {
             cfg,
             rng,

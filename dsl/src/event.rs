@@ -246,6 +246,33 @@ pub struct Os {
     pub version: Option<Text>,
 }
 
+impl Host {
+    /// The same host with its strings made static. A source keeps its host
+    /// for its whole life and clones it into every event: static strings
+    /// clone and drop without touching a count that other cores read next
+    /// to the bytes. Call once per source, not per event (each call leaks).
+    pub fn leaked(self) -> Host {
+        fn leak(t: Option<Text>) -> Option<Text> {
+            t.map(|t| {
+                if t.is_static() {
+                    t
+                } else {
+                    Text::leak(t.to_string())
+                }
+            })
+        }
+        Host {
+            id: leak(self.id),
+            name: leak(self.name),
+            os: Os {
+                os_type: leak(self.os.os_type),
+                family: leak(self.os.family),
+                version: leak(self.os.version),
+            },
+        }
+    }
+}
+
 impl Os {
     fn is_empty(&self) -> bool {
         self == &Os::default()

@@ -205,7 +205,8 @@ impl MapContext {
                     family: Some("macos".into()),
                     version: os_version.map(Into::into),
                 },
-            },
+            }
+            .leaked(),
             entity_prefix,
         }
     }

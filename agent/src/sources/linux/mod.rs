@@ -228,7 +228,8 @@ impl Shared {
                     family: cfg.os_family.clone().map(Into::into),
                     version: cfg.os_version.clone().map(Into::into),
                 },
-            },
+            }
+            .leaked(),
             table: Mutex::new(ProcessTable::new(&cfg.host_id, &boot_id)),
             host_id: cfg.host_id.clone(),
             boot_id,
