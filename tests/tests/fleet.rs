@@ -288,13 +288,20 @@ fn fleet_alerts_land_once_and_hunts_gather_every_host() {
     }
     assert!(by_host.is_empty(), "alerts of unknown hosts: {by_host:?}");
 
-    // The registry knows all three.
-    let o = fleet(&url, NATS_ANALYST, &["hosts", "--json"]);
-    let known: BTreeSet<String> = ndjson(&stdout(&o))
-        .iter()
-        .map(|e| e["host"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(known, HOSTS.iter().map(|h| h.to_string()).collect());
+    // The registry knows all three. host-c records itself at a heartbeat
+    // once its fleet connection is back, which reconnects on its own
+    // backoff, independent of the alert sink that delivered above.
+    let all: BTreeSet<String> = HOSTS.iter().map(|h| h.to_string()).collect();
+    let mut known = BTreeSet::new();
+    wait_until(Duration::from_secs(30), || {
+        let o = fleet(&url, NATS_ANALYST, &["hosts", "--json"]);
+        known = ndjson(&stdout(&o))
+            .iter()
+            .map(|e| e["host"].as_str().unwrap().to_string())
+            .collect();
+        known == all
+    });
+    assert_eq!(known, all);
 
     // A fleet hunt is the union of the three local hunts, host-labelled.
     let o = fleet(

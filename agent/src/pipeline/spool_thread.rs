@@ -190,6 +190,14 @@ impl SpoolThread {
         flushed
     }
 
+    /// Ends the spool thread's sleep: it has messages, or its channel closed.
+    fn wake(&mut self) {
+        self.unwoken_since = None;
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+
     /// Queues `msg`; wakes the thread when someone waits for the answer
     /// (`urgent`), when batches pile up, or when the oldest waited too long.
     fn send(&mut self, msg: SpoolMsg, urgent: bool) -> bool {
@@ -205,16 +213,6 @@ impl SpoolThread {
                 tracing::error!("the spool thread has stopped: events are not spooled");
                 false
             }
-        }
-    }
-}
-
-impl SpoolThread {
-    /// Ends the spool thread's sleep: it has messages, or its channel closed.
-    fn wake(&mut self) {
-        self.unwoken_since = None;
-        if let Some(t) = &self.thread {
-            t.thread().unpark();
         }
     }
 }

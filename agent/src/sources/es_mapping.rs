@@ -839,9 +839,11 @@ impl ProcessCache {
     /// known under the same pidversion (or by pid alone when the event has
     /// no parent token).
     pub fn enrich(&self, e: &mut Event) {
-        let Some(parent) = e.process.parent.as_mut().map(Arc::make_mut) else {
+        // Read through the shared form; copied (if shared) only to change.
+        let Some(shared) = e.process.parent.as_mut() else {
             return;
         };
+        let parent = &**shared;
         if parent.executable.is_some() {
             return;
         }
@@ -858,6 +860,7 @@ impl ProcessCache {
         if !same_image {
             return;
         }
+        let parent = Arc::make_mut(shared);
         parent.name = Some(basename(&c.executable).into());
         parent.executable = Some(c.executable.as_str().into());
         if !c.args.is_empty() {
