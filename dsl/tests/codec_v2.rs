@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use bincode::{Decode, Encode};
 use proptest::prelude::*;
 use vigil_dsl::codec::{
@@ -438,6 +440,40 @@ fn rollback_forgets_the_strings_of_an_unstored_record() {
     let mut dec = BlockDecoder::new();
     dec.decode_view(&ra).unwrap();
     assert_eq!(dec.decode_view(&rb2).unwrap().to_event(), b);
+}
+
+#[test]
+fn a_shared_parent_is_written_again_after_a_rollback_or_a_reset() {
+    // Two children of one parent `Arc`: the encoder copies the parent's
+    // bytes from its memo only while the symbols they name are defined.
+    let mut child = proc_start(1, "child");
+    child.process.parent = Some(Arc::new(proc_start(0, "parent").process));
+    let mut sibling = child.clone();
+    sibling.process.name = Some("sibling".into());
+    let alone = |record: &[u8]| {
+        let mut dec = BlockDecoder::new();
+        dec.decode_view(record).map(|v| v.to_event())
+    };
+    for forget in [EventEncoder::rollback_last, EventEncoder::reset] {
+        let mut enc = EventEncoder::new();
+        let mut first = Vec::new();
+        enc.encode_into(&child, &mut first).unwrap();
+        forget(&mut enc);
+        // The first record is gone: the next one defines "parent" again.
+        let mut next = Vec::new();
+        enc.encode_into(&sibling, &mut next).unwrap();
+        assert_eq!(alone(&next).unwrap(), sibling);
+        // Kept, the first record defines it and the second names it.
+        let mut dec = BlockDecoder::new();
+        let mut again = Vec::new();
+        enc.encode_into(&child, &mut again).unwrap();
+        dec.decode_view(&next).unwrap();
+        assert_eq!(dec.decode_view(&again).unwrap().to_event(), child);
+        assert!(
+            alone(&again).is_err(),
+            "the memo's copy names earlier symbols"
+        );
+    }
 }
 
 #[test]

@@ -28,14 +28,11 @@ pub struct ProcInfo {
 /// A live process as the table's pid map holds it. `as_parent` is the
 /// `process.parent` of its children's events, made once at exec: every
 /// event of a child shares it (a count, not a copy of its strings and
-/// args). It and the parent's pid sit in the map itself, so filling an
-/// event's parent reads no process record: at a few thousand events a
-/// second each such read is a cache miss.
+/// args).
 #[derive(Debug)]
 struct Live {
-    ppid: Option<u32>,
-    as_parent: Arc<Process>,
     info: Arc<ProcInfo>,
+    as_parent: Arc<Process>,
 }
 
 /// How many exited processes stay answerable for context and ancestry.
@@ -114,9 +111,8 @@ impl ProcessTable {
         self.by_entity
             .insert(info.entity_id.clone(), Arc::clone(&info));
         let live = Live {
-            ppid: info.ppid,
-            as_parent: Arc::new(as_parent),
             info,
+            as_parent: Arc::new(as_parent),
         };
         self.live.insert(live.info.pid, live);
     }
@@ -153,7 +149,7 @@ impl ProcessTable {
                 .parent
                 .as_ref()
                 .and_then(|p| p.pid)
-                .or_else(|| self.live.get(&pid).and_then(|p| p.ppid));
+                .or_else(|| self.live.get(&pid).and_then(|p| p.info.ppid));
             let entity_id =
                 e.process.entity_id.clone().unwrap_or_else(|| {
                     format!("{}-{pid}-{}", self.host_tag, e.timestamp_ns).into()
@@ -193,11 +189,8 @@ impl ProcessTable {
         let Some(me) = self.live.get(&pid) else {
             return;
         };
-        // Most sources send their process complete: the record stays unread.
-        if lacks_any(&e.process, &me.info) {
-            fill_process(&mut e.process, &me.info);
-        }
-        if let Some(pp) = me.ppid.and_then(|pp| self.live.get(&pp)) {
+        fill_process(&mut e.process, &me.info);
+        if let Some(pp) = me.info.ppid.and_then(|pp| self.live.get(&pp)) {
             match &mut e.process.parent {
                 None => e.process.parent = Some(Arc::clone(&pp.as_parent)),
                 Some(parent) if lacks_any(parent, &pp.info) => {
@@ -227,9 +220,8 @@ impl ProcessTable {
     }
 }
 
-/// Whether [`fill_process`] would change `p`: a process the source sent
-/// complete is left as it is, shared or not. `info` is read last, and only
-/// when `p` has no args.
+/// Whether [`fill_process`] would change `p`: a parent the source sent
+/// complete is left as it is, shared or not.
 fn lacks_any(p: &Process, info: &ProcInfo) -> bool {
     p.pid.is_none()
         || p.entity_id.is_none()

@@ -143,12 +143,15 @@ impl SpoolThread {
     /// the spool thread if what it was handed has waited [`HANDOFF_AGE`].
     pub fn hand_off(&mut self) {
         self.send_batch();
-        if self
-            .unwoken_since
-            .is_some_and(|t| t.elapsed() >= HANDOFF_AGE)
-        {
+        if self.overdue() {
             self.wake();
         }
+    }
+
+    /// Whether what the sleeping thread was handed has waited [`HANDOFF_AGE`].
+    fn overdue(&self) -> bool {
+        self.unwoken_since
+            .is_some_and(|t| t.elapsed() >= HANDOFF_AGE)
     }
 
     /// Asks for an alert's window; the answer waits in the returned channel.
@@ -203,8 +206,8 @@ impl SpoolThread {
     fn send(&mut self, msg: SpoolMsg, urgent: bool) -> bool {
         match &self.tx {
             Some(tx) if tx.send(msg).is_ok() => {
-                let since = *self.unwoken_since.get_or_insert_with(Instant::now);
-                if urgent || tx.len() >= WAKE_AT_BATCHES || since.elapsed() >= HANDOFF_AGE {
+                self.unwoken_since.get_or_insert_with(Instant::now);
+                if urgent || tx.len() >= WAKE_AT_BATCHES || self.overdue() {
                     self.wake();
                 }
                 true

@@ -68,7 +68,7 @@ pub fn start_replay(
 /// sleeps: events go out in bursts, as a real source's do. The pipeline
 /// takes them every `queue.batch_ms` anyway; shorter bursts only add
 /// wake-ups, counted against the agent: on the benchmark VM, 50 a second
-/// (20 ms bursts) cost ~0.15 % of a core more than 10 a second.
+/// (20 ms bursts) cost ~0.1-0.15 % of a core more than 10 a second.
 const SYNTHETIC_BURST: Duration = Duration::from_millis(100);
 /// The most events the synthetic source makes between looks at `stop`
 /// (flat out, or catching up with a rate it cannot keep).
