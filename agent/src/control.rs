@@ -707,6 +707,26 @@ mod tests {
     }
 
     #[test]
+    fn a_request_ends_the_pipelines_nap() {
+        let (tx, rx) = control_channel(1).unwrap();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let (reply, _) = bounded(1);
+            tx.send_timeout(ControlRequest::Status(reply), Duration::from_secs(1))
+                .unwrap();
+            tx
+        });
+        let started = std::time::Instant::now();
+        rx.nap(Duration::from_secs(30));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the request did not end the nap"
+        );
+        assert!(matches!(rx.try_recv(), Ok(ControlRequest::Status(_))));
+        drop(sender.join().unwrap());
+    }
+
+    #[test]
     fn a_silent_pipeline_is_reported_busy_not_hung() {
         let (s, rx) = server();
         drop(rx);
