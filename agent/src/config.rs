@@ -90,7 +90,8 @@ pub struct QueueSection {
     /// Events buffered between sources and the pipeline; beyond it events are dropped and counted.
     pub capacity: usize,
     /// How long the idle pipeline lets events gather before it takes them
-    /// as one batch: the longest an event waits, traded against CPU.
+    /// as one batch: the longest an event waits, traded against CPU. A
+    /// burst that fills a quarter of `capacity` ends the wait early.
     pub batch_ms: u64,
 }
 
@@ -220,7 +221,7 @@ impl Default for QueueSection {
     fn default() -> Self {
         QueueSection {
             capacity: 65_536,
-            batch_ms: 500,
+            batch_ms: 1000,
         }
     }
 }

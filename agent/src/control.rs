@@ -105,6 +105,11 @@ impl ControlReceiver {
         self.rx.try_recv()
     }
 
+    /// Ends the nap from elsewhere too (a source whose burst fills the queue).
+    pub fn waker(&self) -> Waker {
+        self.wake.waker()
+    }
+
     /// Sleeps for `timeout` or until a request comes (one that came before
     /// ends the nap at once). Unlike a blocking channel receive, it does not
     /// spin first, which on a VM costs more than the sleep.

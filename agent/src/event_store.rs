@@ -171,6 +171,14 @@ impl EventSpool {
         Ok(sealed?)
     }
 
+    /// Seals the open batch if it is due within `slack`; returns whether it did.
+    pub fn seal_if_due_within(&mut self, slack: std::time::Duration) -> Result<bool> {
+        match self.seal_due_in() {
+            Some(due) if due <= slack => self.seal().map(|()| true),
+            _ => Ok(false),
+        }
+    }
+
     /// Seals the open batch now.
     pub fn seal(&mut self) -> Result<()> {
         let sealed = self.writer.seal();

@@ -18,7 +18,7 @@ pub struct WakeOnDemand {
 }
 
 /// Wakes its [`WakeOnDemand`]; cheap to clone and to call from any thread.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Waker(Arc<UnixStream>);
 
 impl WakeOnDemand {

@@ -61,3 +61,46 @@ fn flat_out_source_into_a_tiny_queue_drops_counts_and_finishes() {
         assert!(peak > 0 && peak < 200 * 1024, "peak RSS {peak} KiB");
     }
 }
+
+#[test]
+fn a_burst_ends_the_pipelines_nap_before_the_queue_overflows() {
+    // 20,000 events/s against a one-second nap: a full nap would gather
+    // 20,000 events into 16,384 slots. A quarter of the queue wakes the
+    // pipeline instead, so nothing is dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    fs::write(
+        &cfg,
+        "[queue]\ncapacity = 16384\nbatch_ms = 1000\n[outputs]\nstdout = false\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let o = vigil()
+        .args([
+            "run",
+            "--source",
+            "synthetic",
+            "--synthetic-rate",
+            "20000",
+            "--synthetic-events",
+            "80000",
+            "--spool-size-mb",
+            "64",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let status = vigil()
+        .args(["status", "--json", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let s: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(s["received"].as_u64().unwrap(), 80_000, "{s}");
+    assert_eq!(s["dropped"].as_u64().unwrap(), 0, "{s}");
+    assert_eq!(s["processed"].as_u64().unwrap(), 80_000, "{s}");
+}

@@ -246,8 +246,10 @@ impl Pipeline {
         })
     }
 
-    /// Serve control-socket requests from this channel.
+    /// Serve control-socket requests from this channel, and nap on its
+    /// wake-up, which pushes also use when a burst fills the queue.
     pub fn with_control(mut self, rx: ControlReceiver) -> Pipeline {
+        self.queue.set_waker(rx.waker());
         self.control = Some(rx);
         self
     }
@@ -528,9 +530,16 @@ impl Pipeline {
                 // Nothing waits for a batch to fill while the pipeline naps.
                 self.spool.hand_off();
                 self.commit_alerts();
-                // A request ends the nap early; it is answered just below.
+                // A request ends the nap early (it is answered just below),
+                // and so does a burst that fills a quarter of the queue: a
+                // long nap must not cost drops.
                 match &control {
-                    Some(c) => c.nap(self.idle_nap),
+                    Some(c) => {
+                        let quarter = rx.capacity().unwrap_or(usize::MAX) / 4;
+                        self.queue.arm_wake(quarter as u64);
+                        c.nap(self.idle_nap);
+                        self.queue.disarm_wake();
+                    }
                     None => std::thread::sleep(self.idle_nap),
                 }
             }

@@ -22,10 +22,12 @@
 //! never waits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crossbeam::channel::{self, Receiver, Sender, TrySendError};
 use dsl::Event;
+
+use crate::wake::Waker;
 
 /// How long `push_wait` sleeps on a full queue: the pipeline takes only a
 /// few hundred of its tens of thousands of events meanwhile.
@@ -38,10 +40,60 @@ pub const RECLAIM_BATCH: usize = 256;
 /// most this many batches alive; beyond it they are freed where they are.
 const RECLAIM_BATCHES: usize = 8;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QueueCounters {
     pub received: AtomicU64,
     pub dropped: AtomicU64,
+    /// While the pipeline naps: the `received` count whose push wakes it
+    /// (`u64::MAX`: awake). A burst then ends the nap long before the
+    /// queue is full, however long `queue.batch_ms` is.
+    wake_at: AtomicU64,
+    /// How a push wakes the napping pipeline (unset: it cannot be woken).
+    waker: OnceLock<Waker>,
+}
+
+impl Default for QueueCounters {
+    fn default() -> Self {
+        QueueCounters {
+            received: AtomicU64::default(),
+            dropped: AtomicU64::default(),
+            wake_at: AtomicU64::new(u64::MAX),
+            waker: OnceLock::new(),
+        }
+    }
+}
+
+impl QueueCounters {
+    /// How pushes wake the pipeline's nap (the first call wins).
+    pub fn set_waker(&self, waker: Waker) {
+        let _ = self.waker.set(waker);
+    }
+
+    /// Before a nap: the `after`-th event pushed from now on ends it.
+    pub fn arm_wake(&self, after: u64) {
+        if self.waker.get().is_some() {
+            let now = self.received.load(Ordering::Relaxed);
+            self.wake_at.store(now + after.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// After a nap: pushes wake nobody.
+    pub fn disarm_wake(&self) {
+        self.wake_at.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    /// Counts one pushed event, and wakes the napping pipeline if it is
+    /// the one it asked to be woken at (once: the first to see it disarms).
+    fn count_received(&self) {
+        let n = self.received.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= self.wake_at.load(Ordering::Relaxed)
+            && self.wake_at.swap(u64::MAX, Ordering::Relaxed) != u64::MAX
+        {
+            if let Some(w) = self.waker.get() {
+                w.wake();
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -55,7 +107,7 @@ impl EventSender {
     /// Non-blocking push; `false` if the event was dropped (queue full or
     /// pipeline gone).
     pub fn push(&self, e: Event) -> bool {
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.counters.count_received();
         let sent = match self.tx.try_send(Arc::new(e)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -83,7 +135,7 @@ impl EventSender {
     /// blocked sender makes the pipeline wake it (a futex call) for every
     /// event it takes, a tenth of its time while a replay keeps it full.
     pub fn push_wait(&self, e: Event) -> bool {
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.counters.count_received();
         let mut e = Arc::new(e);
         loop {
             match self.tx.try_send(e) {
@@ -149,6 +201,41 @@ pub fn event_queue(capacity: usize) -> EventQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wake::WakeOnDemand;
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    /// Whether `nap` is woken within a 100 ms wait.
+    fn woken(nap: &WakeOnDemand) -> bool {
+        let started = Instant::now();
+        nap.wait(None::<&UnixStream>, Some(Duration::from_millis(100)));
+        started.elapsed() < Duration::from_millis(90)
+    }
+
+    #[test]
+    fn the_armed_push_ends_the_nap_once() {
+        let queue = event_queue(64);
+        let nap = WakeOnDemand::new().unwrap();
+        // Not armed yet: pushes wake nobody.
+        assert!(queue.sender.push(Event::default()));
+        queue.counters.set_waker(nap.waker());
+        assert!(queue.sender.push(Event::default()));
+        assert!(!woken(&nap));
+        queue.counters.arm_wake(3);
+        assert!(queue.sender.push(Event::default()));
+        assert!(queue.sender.push(Event::default()));
+        assert!(!woken(&nap), "woken before the third push");
+        assert!(queue.sender.push(Event::default()));
+        assert!(woken(&nap), "the third push did not wake the nap");
+        // Woken once: the next pushes do not wake again.
+        assert!(queue.sender.push(Event::default()));
+        assert!(!woken(&nap));
+        // Disarmed by the pipeline: neither.
+        queue.counters.arm_wake(1);
+        queue.counters.disarm_wake();
+        assert!(queue.sender.push(Event::default()));
+        assert!(!woken(&nap));
+    }
 
     #[test]
     fn give_back_never_blocks_and_frees_what_no_source_takes() {

@@ -34,8 +34,9 @@ const BATCH: usize = 256;
 const CHANNEL_BATCHES: usize = 64;
 /// Batches that may wait for a sleeping spool thread before a send wakes
 /// it: under load it is woken every few thousand events and never waits
-/// for its timer.
-const WAKE_AT_BATCHES: usize = 8;
+/// for its timer. Above what a second of a busy Mac (2,000 events) fills,
+/// which the timer takes.
+const WAKE_AT_BATCHES: usize = 16;
 /// How long handed-over events may wait for a sleeping spool thread. Every
 /// wake-up costs the thread a cache refill (~0.3 ms on the benchmark VM);
 /// at a few thousand events a second, one a second instead of one per nap
@@ -205,14 +206,23 @@ impl SpoolThread {
     /// (`urgent`), when batches pile up, or when the oldest waited too long.
     fn send(&mut self, msg: SpoolMsg, urgent: bool) -> bool {
         match &self.tx {
-            Some(tx) if tx.send(msg).is_ok() => {
+            Some(tx) => {
+                // An empty channel: the thread took everything handed over
+                // before (its seal timer woke it), so this is the oldest.
+                if tx.is_empty() {
+                    self.unwoken_since = None;
+                }
+                if tx.send(msg).is_err() {
+                    tracing::error!("the spool thread has stopped: events are not spooled");
+                    return false;
+                }
                 self.unwoken_since.get_or_insert_with(Instant::now);
                 if urgent || tx.len() >= WAKE_AT_BATCHES || self.overdue() {
                     self.wake();
                 }
                 true
             }
-            _ => {
+            None => {
                 tracing::error!("the spool thread has stopped: events are not spooled");
                 false
             }
@@ -293,7 +303,9 @@ impl SpoolWorker {
                 self.answer_deferred();
             }
             if let Some((spool, _)) = self.spool.as_mut() {
-                if let Err(err) = spool.seal_if_due() {
+                // Awake anyway: a batch due within the slack is sealed now
+                // rather than by another wake-up moments later.
+                if let Err(err) = spool.seal_if_due_within(SEAL_SLACK) {
                     tracing::warn!(error = %err, "spool seal failed");
                 }
             }
