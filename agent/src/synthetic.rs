@@ -43,18 +43,6 @@ const PROGRAMS: &[(&str, &str, &str, &str, &[&str])] = &[
 /// busy but healthy Mac the shipped rules stay quiet, so that alerts come
 /// only from the planted chains.
 const SPAWNS: &[(&str, &[&str])] = &[
-    (
-        "launchd",
-        &[
-            "xpcproxy",
-            "mdworker_shared",
-            "softwareupdated",
-            "Google Chrome Helper",
-            "Slack Helper",
-            "Code Helper (Renderer)",
-            "zsh",
-        ],
-    ),
     ("xpcproxy", &["mdworker_shared", "softwareupdated"]),
     (
         "zsh",
@@ -262,7 +250,7 @@ pub struct Synthetic {
     next_pid: u32,
     live: Vec<Live>,
     programs: &'static [ProgramStrings],
-    /// pid 1: the parent of what programs that start nothing were picked to start.
+    /// pid 1: the parent of an exec no live process would start.
     launchd: Arc<Process>,
     /// Static but for the configured host id, shared by every event.
     host: Host,
@@ -288,10 +276,7 @@ impl Synthetic {
         let short: String = cfg.host_id.chars().take(8).collect();
         let launchd = Arc::new(Process {
             pid: Some(1),
-            entity_id: Some(Text::leak(format!(
-                "{short}-1-{}",
-                now / 1_000_000 - 86_400_000
-            ))),
+            entity_id: Some(format!("{short}-1-{}", now / 1_000_000 - 86_400_000).into()),
             name: Some(Text::from_static("launchd")),
             executable: Some(Text::from_static("/sbin/launchd")),
             args: vec![Text::from_static("/sbin/launchd")],

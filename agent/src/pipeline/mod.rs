@@ -509,12 +509,12 @@ impl Pipeline {
         'events: loop {
             // Busy: events back to back, BURST at a time between looks at
             // the clock and the control socket. Idle: commit what waits,
-            // then nap for `idle_nap` (or until a control request) and take
-            // whatever arrived meanwhile as one batch. Napping instead of
-            // blocking on the queue means sources never pay for waking this
-            // thread, and at a few thousand events/s the agent wakes ~10
-            // times a second instead of once per event, with warm caches
-            // for a whole batch.
+            // then nap for `idle_nap` (or until a control request, or a
+            // burst) and take whatever arrived meanwhile as one batch.
+            // Napping instead of blocking on the queue means sources seldom
+            // pay for waking this thread, and at a few thousand events/s the
+            // agent wakes about once a second instead of once per event,
+            // with warm caches for a whole batch.
             let mut idle = false;
             for _ in 0..BURST {
                 match rx.try_recv() {
