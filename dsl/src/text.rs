@@ -268,9 +268,67 @@ impl<Context> bincode::Decode<Context> for Text {
 
 bincode::impl_borrow_decode!(Text);
 
+/// One shared [`Text`] per distinct string, for sources whose strings
+/// repeat (a Mac's executables, names, signing ids, users): each is
+/// allocated once, and every later event holds a count on the same copy,
+/// which the spool's encoder also recognises by address. Bounded: at
+/// `capacity` strings it forgets them all and starts over (events keep
+/// theirs through their own counts).
+pub struct TextCache {
+    texts: std::collections::HashSet<Text, ahash::RandomState>,
+    capacity: usize,
+}
+
+impl TextCache {
+    pub fn new(capacity: usize) -> TextCache {
+        TextCache {
+            texts: Default::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The shared copy of `s`, made on first sight.
+    pub fn get(&mut self, s: &str) -> Text {
+        if let Some(t) = self.texts.get(s) {
+            return t.clone();
+        }
+        if self.texts.len() >= self.capacity {
+            self.texts.clear();
+        }
+        let t = Text::from(s);
+        self.texts.insert(t.clone());
+        t
+    }
+
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_hands_out_one_copy_per_string_and_stays_bounded() {
+        let mut cache = TextCache::new(2);
+        let a = cache.get("/bin/zsh");
+        let b = cache.get(&String::from("/bin/zsh"));
+        assert_eq!(a.addr(), b.addr(), "the same copy");
+        assert_eq!(cache.len(), 1);
+        let c = cache.get("/usr/bin/git");
+        assert_ne!(a.addr(), c.addr());
+        assert_eq!(cache.len(), 2);
+        // Full: a new string starts the cache over; old copies live on.
+        let d = cache.get("/bin/ls");
+        assert_eq!(cache.len(), 1);
+        assert_eq!((&*a, &*c, &*d), ("/bin/zsh", "/usr/bin/git", "/bin/ls"));
+        assert_ne!(cache.get("/bin/zsh").addr(), a.addr(), "forgotten");
+    }
 
     #[test]
     fn shared_text_frees_its_string_with_the_last_clone() {

@@ -22,6 +22,7 @@ use dsl::event::{
     Category, CodeSignature, Endpoint, EventInfo, EventType, File, Hash, Host, Network, Os,
     Process, Text, User,
 };
+use dsl::text::TextCache;
 use dsl::Event;
 
 /// `audit_token_t` as ES reports it (see `<bsm/libbsm.h>` accessors).
@@ -249,7 +250,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
         ..Event::default()
     };
     let user_of = |p: &EsProcess| User {
-        id: Some(p.token.euid.to_string().into()),
+        id: Some(one_copy(&p.token.euid.to_string())),
         name: None,
     };
     match event {
@@ -329,7 +330,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             e.file = Some(File::from_path(&path));
             e.network = Some(Network {
                 transport: None,
-                direction: Some("internal".into()),
+                direction: Some(Text::from_static("internal")),
             });
         }
         EsEvent::Authentication {
@@ -351,7 +352,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
                 vec![EventType::Info],
                 action,
             );
-            e.event.outcome = Some(outcome(success).into());
+            e.event.outcome = Some(outcome(success));
             e.process = process_of(process, ctx);
             e.user = User {
                 id: user_id.map(|u| u.to_string().into()),
@@ -369,7 +370,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
                 vec![EventType::Start],
                 "login_login",
             );
-            e.event.outcome = Some(outcome(success).into());
+            e.event.outcome = Some(outcome(success));
             e.process = process_of(process, ctx);
             e.user = User {
                 id: user_id.map(|u| u.to_string().into()),
@@ -401,7 +402,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
                 vec![EventType::Start],
                 "openssh_login",
             );
-            e.event.outcome = Some(outcome(success).into());
+            e.event.outcome = Some(outcome(success));
             e.process = process_of(process, ctx);
             e.user = User {
                 id: user_id.map(|u| u.to_string().into()),
@@ -468,17 +469,30 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
     Ok(e)
 }
 
-fn info(e: &mut Event, category: Category, types: Vec<EventType>, action: &str) {
+fn info(e: &mut Event, category: Category, types: Vec<EventType>, action: &'static str) {
     e.event = EventInfo {
         category,
         types,
-        action: Some(action.into()),
+        action: Some(Text::from_static(action)),
         ..EventInfo::default()
     };
 }
 
-fn outcome(success: bool) -> String {
-    if success { "success" } else { "failure" }.to_string()
+fn outcome(success: bool) -> Text {
+    Text::from_static(if success { "success" } else { "failure" })
+}
+
+/// Strings recur from event to event (the same programs, signers and users
+/// act again and again): each mapping thread shares one copy of each.
+const SHARED_TEXTS: usize = 8192;
+
+thread_local! {
+    static TEXTS: std::cell::RefCell<TextCache> = std::cell::RefCell::new(TextCache::new(SHARED_TEXTS));
+}
+
+/// This thread's shared copy of `s`.
+fn one_copy(s: &str) -> Text {
+    TEXTS.with(|t| t.borrow_mut().get(s))
 }
 
 fn file_event(
@@ -486,12 +500,12 @@ fn file_event(
     process: EsProcess,
     ctx: &MapContext,
     ty: EventType,
-    action: &str,
+    action: &'static str,
     path: String,
 ) {
     info(e, Category::File, vec![ty], action);
     e.user = User {
-        id: Some(process.token.euid.to_string().into()),
+        id: Some(one_copy(&process.token.euid.to_string())),
         name: None,
     };
     e.process = process_of(process, ctx);
@@ -524,7 +538,7 @@ pub fn process_of(p: EsProcess, ctx: &MapContext) -> Process {
     let parent = match p.parent_token {
         Some(t) => Some(Process {
             pid: u32::try_from(t.pid).ok(),
-            entity_id: Some(ctx.entity_id(&t).into()),
+            entity_id: Some(one_copy(&ctx.entity_id(&t))),
             ..Process::default()
         }),
         None => u32::try_from(p.ppid)
@@ -538,11 +552,11 @@ pub fn process_of(p: EsProcess, ctx: &MapContext) -> Process {
     let trusted = code_signature_trusted(&p);
     Process {
         pid: u32::try_from(p.token.pid).ok(),
-        entity_id: Some(ctx.entity_id(&p.token).into()),
-        name: Some(basename(&p.executable).into()),
+        entity_id: Some(one_copy(&ctx.entity_id(&p.token))),
+        name: Some(one_copy(basename(&p.executable))),
         code_signature: CodeSignature {
-            signing_id: p.signing_id.filter(|s| !s.is_empty()).map(Into::into),
-            team_id: p.team_id.filter(|s| !s.is_empty()).map(Into::into),
+            signing_id: p.signing_id.filter(|s| !s.is_empty()).map(|s| one_copy(&s)),
+            team_id: p.team_id.filter(|s| !s.is_empty()).map(|s| one_copy(&s)),
             trusted: Some(trusted),
             platform_binary: Some(p.is_platform_binary),
         },
@@ -550,10 +564,10 @@ pub fn process_of(p: EsProcess, ctx: &MapContext) -> Process {
             cdhash: p
                 .cdhash
                 .filter(|s| !s.is_empty() && s.bytes().any(|b| b != b'0'))
-                .map(Into::into),
+                .map(|s| one_copy(&s)),
             sha256: None,
         },
-        executable: Some(p.executable.into()),
+        executable: Some(one_copy(&p.executable)),
         parent: parent.map(Arc::new),
         ..Process::default()
     }
@@ -861,8 +875,8 @@ impl ProcessCache {
             return;
         }
         let parent = Arc::make_mut(shared);
-        parent.name = Some(basename(&c.executable).into());
-        parent.executable = Some(c.executable.as_str().into());
+        parent.name = Some(one_copy(basename(&c.executable)));
+        parent.executable = Some(one_copy(&c.executable));
         if !c.args.is_empty() {
             parent.command_line = Some(c.args.join(" ").into());
             parent.args = c.args.iter().map(|a| Text::from(a.as_str())).collect();
@@ -947,8 +961,8 @@ pub fn network_event(conn: &SocketConn, process: Process, ctx: &MapContext, time
         port: Some(conn.remote.port()),
     });
     e.network = Some(Network {
-        transport: Some(conn.transport.into()),
-        direction: Some("egress".into()),
+        transport: Some(Text::from_static(conn.transport)),
+        direction: Some(Text::from_static("egress")),
     });
     e
 }
@@ -991,6 +1005,30 @@ mod tests {
             process,
             event,
         }
+    }
+
+    #[test]
+    fn events_of_one_process_share_its_strings() {
+        let write = |path: &str| {
+            let m = msg(
+                proc_(300, 7, "/usr/bin/python3", Some((100, 5))),
+                EsEvent::Write { path: path.into() },
+                33,
+            );
+            to_event(m, &ctx()).unwrap()
+        };
+        let (a, b) = (write("/tmp/a"), write("/tmp/b"));
+        let addr = |t: &Option<Text>| t.as_ref().map(Text::addr).unwrap();
+        for (x, y) in [
+            (&a.process.executable, &b.process.executable),
+            (&a.process.name, &b.process.name),
+            (&a.process.entity_id, &b.process.entity_id),
+            (&a.user.id, &b.user.id),
+            (&a.event.action, &b.event.action),
+        ] {
+            assert_eq!(addr(x), addr(y), "{x:?} is copied per event");
+        }
+        assert_eq!(b.process.executable.as_deref(), Some("/usr/bin/python3"));
     }
 
     #[test]
