@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 
+use dsl::event::Text;
+
 /// `{host_id}-{boot_id}-{pid}-{start_ticks}-{exec_seq}`.
 pub fn entity_id(
     host_id: &str,
@@ -27,17 +29,19 @@ pub struct ProcessIdentity {
     pub pid: u32,
     pub start_ticks: u64,
     pub exec_seq: u32,
-    pub entity_id: String,
+    /// Shared (`Text`): every event of the process holds a count on the
+    /// table's copy instead of a copy of its own.
+    pub entity_id: Text,
     /// The image this one replaced by exec, when known (lineage parent).
-    pub previous_entity_id: Option<String>,
+    pub previous_entity_id: Option<Text>,
 }
 
 /// What vigil remembers about a live process besides its identity.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Attrs {
     pub ppid: Option<u32>,
-    pub name: Option<String>,
-    pub executable: Option<String>,
+    pub name: Option<Text>,
+    pub executable: Option<Text>,
     pub uid: Option<u32>,
 }
 
@@ -68,8 +72,8 @@ impl ProcessTable {
         }
     }
 
-    fn id(&self, pid: u32, start_ticks: u64, exec_seq: u32) -> String {
-        entity_id(&self.host_id, &self.boot_id, pid, start_ticks, exec_seq)
+    fn id(&self, pid: u32, start_ticks: u64, exec_seq: u32) -> Text {
+        entity_id(&self.host_id, &self.boot_id, pid, start_ticks, exec_seq).into()
     }
 
     pub fn get(&self, pid: u32) -> Option<&ProcEntry> {
@@ -171,10 +175,24 @@ mod tests {
     fn attrs(exe: &str) -> Attrs {
         Attrs {
             ppid: Some(1),
-            name: Some(exe.rsplit('/').next().unwrap().to_string()),
-            executable: Some(exe.to_string()),
+            name: Some(exe.rsplit('/').next().unwrap().into()),
+            executable: Some(exe.into()),
             uid: Some(0),
         }
+    }
+
+    #[test]
+    fn events_share_the_tables_strings() {
+        let mut t = ProcessTable::new("h", "b");
+        t.observe(10, 500, attrs("/bin/a"));
+        let entry = t.get(10).cloned().unwrap();
+        let p = super::super::Shared::process_from_view(10, Some(&entry));
+        let q = super::super::Shared::process_from_view(10, t.get(10));
+        let addr = |t: &Option<Text>| t.as_ref().map(Text::addr).unwrap();
+        assert_eq!(addr(&p.entity_id), addr(&q.entity_id));
+        assert_eq!(addr(&p.executable), addr(&q.executable));
+        assert_eq!(addr(&p.name), addr(&q.name));
+        assert_eq!(p.executable.as_deref(), Some("/bin/a"));
     }
 
     #[test]

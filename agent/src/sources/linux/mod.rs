@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use dsl::event::{Category, EventInfo, EventType, Host, Os, Process};
+use dsl::event::{Category, EventInfo, EventType, Host, Os, Process, Text};
 use dsl::Event;
 
 pub use entity::{entity_id, ProcessIdentity};
@@ -249,13 +249,18 @@ impl Shared {
     }
 
     /// An event with host, timestamp and `event.*` filled in.
-    pub fn base_event(&self, category: Category, types: Vec<EventType>, action: &str) -> Event {
+    pub fn base_event(
+        &self,
+        category: Category,
+        types: Vec<EventType>,
+        action: &'static str,
+    ) -> Event {
         Event {
             timestamp_ns: now_ns(),
             event: EventInfo {
                 category,
                 types,
-                action: Some(action.into()),
+                action: Some(Text::from_static(action)),
                 ..Default::default()
             },
             host: self.host.clone(),
@@ -291,8 +296,8 @@ impl Shared {
         let status = procfs::read_status(pid).unwrap_or_default();
         let attrs = Attrs {
             ppid: status.ppid.or(Some(st.ppid)),
-            name: procfs::process_name(Some(&st.comm), exe.as_deref()),
-            executable: exe,
+            name: procfs::process_name(Some(&st.comm), exe.as_deref()).map(Into::into),
+            executable: exe.map(Into::into),
             uid: status.uid,
         };
         Some(self.table().observe(pid, st.start_ticks, attrs))
@@ -340,11 +345,9 @@ impl Shared {
     pub fn process_from_view(pid: u32, view: Option<&ProcEntry>) -> Process {
         Process {
             pid: Some(pid),
-            entity_id: view.map(|v| v.id.entity_id.clone()).map(Into::into),
-            name: view.and_then(|v| v.attrs.name.clone()).map(Into::into),
-            executable: view
-                .and_then(|v| v.attrs.executable.clone())
-                .map(Into::into),
+            entity_id: view.map(|v| v.id.entity_id.clone()),
+            name: view.and_then(|v| v.attrs.name.clone()),
+            executable: view.and_then(|v| v.attrs.executable.clone()),
             ..Default::default()
         }
     }

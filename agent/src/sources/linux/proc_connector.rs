@@ -594,7 +594,7 @@ impl Handler {
         let entry = match procfs::read_stat(child) {
             Some(st) => {
                 let mut a = inherited.clone();
-                a.name = a.name.or(Some(st.comm));
+                a.name = a.name.or(Some(st.comm.into()));
                 Some(sh.table().observe(child, st.start_ticks, a))
             }
             None => {
@@ -608,12 +608,9 @@ impl Handler {
         };
         let attrs = entry.as_ref().map(|e| &e.attrs).unwrap_or(&inherited);
         ev.process.pid = Some(child);
-        ev.process.entity_id = entry
-            .as_ref()
-            .map(|e| e.id.entity_id.clone())
-            .map(Into::into);
-        ev.process.name = attrs.name.clone().map(Into::into);
-        ev.process.executable = attrs.executable.clone().map(Into::into);
+        ev.process.entity_id = entry.as_ref().map(|e| e.id.entity_id.clone());
+        ev.process.name = attrs.name.clone();
+        ev.process.executable = attrs.executable.clone();
         ev.user.id = attrs.uid.map(|u| u.to_string().into());
         ev.process.parent = Some(Arc::new(Shared::parent_process(
             parent,
@@ -643,8 +640,8 @@ impl Handler {
                 .ppid
                 .or(info.stat.as_ref().map(|s| s.ppid))
                 .or(self.fork_ppid.get(&pid).copied()),
-            name: info.name(),
-            executable: info.exe.clone(),
+            name: info.name().map(Into::into),
+            executable: info.exe.as_deref().map(Into::into),
             uid: status.uid,
         };
         let entry = sh.table().exec(
@@ -657,12 +654,9 @@ impl Handler {
         let mut ev = sh.base_event(Category::Process, vec![EventType::Start], "exec");
         let p = &mut ev.process;
         p.pid = Some(pid);
-        p.entity_id = entry
-            .as_ref()
-            .map(|e| e.id.entity_id.clone())
-            .map(Into::into);
-        p.name = attrs.name.clone().map(Into::into);
-        p.executable = attrs.executable.clone().map(Into::into);
+        p.entity_id = entry.as_ref().map(|e| e.id.entity_id.clone());
+        p.name = attrs.name.clone();
+        p.executable = attrs.executable.clone();
         p.command_line = (!info.args.is_empty())
             .then(|| info.args.join(" "))
             .map(Into::into);
@@ -688,9 +682,9 @@ impl Handler {
         p.pid = Some(pid);
         p.exit_code = Some(exit_code_from_status(status));
         if let Some(e) = &entry {
-            p.entity_id = Some(e.id.entity_id.as_str().into());
-            p.name = e.attrs.name.clone().map(Into::into);
-            p.executable = e.attrs.executable.clone().map(Into::into);
+            p.entity_id = Some(e.id.entity_id.clone());
+            p.name = e.attrs.name.clone();
+            p.executable = e.attrs.executable.clone();
             ev.user.id = e.attrs.uid.map(|u| u.to_string().into());
         } else if let Some(st) = procfs::read_stat(pid) {
             // Never seen (e.g. lost fork): the zombie's stat may still be there.
