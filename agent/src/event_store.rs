@@ -171,8 +171,11 @@ impl EventSpool {
         Ok(sealed?)
     }
 
-    /// Seals the open batch if it is due within `slack`; returns whether it did.
+    /// Seals the open batch if it is due within `slack` (at most a quarter
+    /// of `max_batch_age`, so short ages still make whole blocks); returns
+    /// whether it did.
     pub fn seal_if_due_within(&mut self, slack: std::time::Duration) -> Result<bool> {
+        let slack = slack.min(self.writer.max_batch_age() / 4);
         match self.seal_due_in() {
             Some(due) if due <= slack => self.seal().map(|()| true),
             _ => Ok(false),

@@ -37,9 +37,11 @@ const PROGRAMS: &[(&str, &str, &str, &str, &[&str])] = &[
 
 /// Which programs each one starts, by name, as on a real Mac: a shell runs
 /// developer tools, an editor's helper runs a terminal's shell, a browser's
-/// helper starts more helpers. Programs not listed start nothing; a program
-/// no live process would start is started by launchd (pid 1, every app's
-/// and service's parent on macOS). No browser starts a shell: on a
+/// helper starts more helpers. Programs not listed start nothing. An exec
+/// looks at a few random live processes for one that would start its
+/// program; if none would, launchd (pid 1, every app's and service's parent
+/// on macOS) starts it, more often than on a real Mac for programs only a
+/// shell starts. No browser starts a shell: on a
 /// busy but healthy Mac the shipped rules stay quiet, so that alerts come
 /// only from the planted chains.
 const SPAWNS: &[(&str, &[&str])] = &[

@@ -271,41 +271,50 @@ bincode::impl_borrow_decode!(Text);
 /// One shared [`Text`] per distinct string, for sources whose strings
 /// repeat (a Mac's executables, names, signing ids, users): each is
 /// allocated once, and every later event holds a count on the same copy,
-/// which the spool's encoder also recognises by address. Bounded: at
-/// `capacity` strings it forgets them all and starts over (events keep
-/// theirs through their own counts).
+/// which the spool's encoder also recognises by address. Bounded, in two
+/// generations: when the newer one holds half of `capacity` strings, the
+/// older one is forgotten and the newer one takes its place, so strings in
+/// use (looked up again meanwhile) survive and one-off ones (a short-lived
+/// process's entity id) leave. Events keep theirs through their own counts.
+#[derive(Debug)]
 pub struct TextCache {
-    texts: std::collections::HashSet<Text, ahash::RandomState>,
+    newer: std::collections::HashSet<Text, ahash::RandomState>,
+    older: std::collections::HashSet<Text, ahash::RandomState>,
     capacity: usize,
 }
 
 impl TextCache {
     pub fn new(capacity: usize) -> TextCache {
         TextCache {
-            texts: Default::default(),
-            capacity: capacity.max(1),
+            newer: Default::default(),
+            older: Default::default(),
+            capacity: capacity.max(2),
         }
     }
 
     /// The shared copy of `s`, made on first sight.
     pub fn get(&mut self, s: &str) -> Text {
-        if let Some(t) = self.texts.get(s) {
+        if let Some(t) = self.newer.get(s) {
             return t.clone();
         }
-        if self.texts.len() >= self.capacity {
-            self.texts.clear();
+        let t = match self.older.get(s) {
+            Some(t) => t.clone(),
+            None => Text::from(s),
+        };
+        if self.newer.len() >= self.capacity / 2 {
+            self.older = std::mem::take(&mut self.newer);
         }
-        let t = Text::from(s);
-        self.texts.insert(t.clone());
+        self.newer.insert(t.clone());
         t
     }
 
+    /// Strings held, both generations (a string may be in both).
     pub fn len(&self) -> usize {
-        self.texts.len()
+        self.newer.len() + self.older.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.texts.is_empty()
+        self.newer.is_empty() && self.older.is_empty()
     }
 }
 
@@ -315,19 +324,25 @@ mod tests {
 
     #[test]
     fn the_cache_hands_out_one_copy_per_string_and_stays_bounded() {
-        let mut cache = TextCache::new(2);
+        let mut cache = TextCache::new(4);
         let a = cache.get("/bin/zsh");
         let b = cache.get(&String::from("/bin/zsh"));
         assert_eq!(a.addr(), b.addr(), "the same copy");
         assert_eq!(cache.len(), 1);
-        let c = cache.get("/usr/bin/git");
-        assert_ne!(a.addr(), c.addr());
-        assert_eq!(cache.len(), 2);
-        // Full: a new string starts the cache over; old copies live on.
-        let d = cache.get("/bin/ls");
-        assert_eq!(cache.len(), 1);
-        assert_eq!((&*a, &*c, &*d), ("/bin/zsh", "/usr/bin/git", "/bin/ls"));
-        assert_ne!(cache.get("/bin/zsh").addr(), a.addr(), "forgotten");
+        cache.get("/usr/bin/git");
+        // The newer generation is full: it becomes the older one.
+        cache.get("/bin/ls");
+        assert_eq!(cache.len(), 3);
+        // A string in use is found in the older generation and kept...
+        assert_eq!(cache.get("/bin/zsh").addr(), a.addr());
+        // ...while one not looked up again leaves with it.
+        cache.get("/bin/cat");
+        cache.get("/bin/echo");
+        assert!(cache.len() <= 4);
+        assert_eq!(cache.get("/bin/zsh").addr(), a.addr(), "in use, kept");
+        let git = cache.get("/usr/bin/git");
+        assert_eq!(&*git, "/usr/bin/git");
+        assert_eq!(&*a, "/bin/zsh", "copies outlive the cache's forgetting");
     }
 
     #[test]

@@ -538,6 +538,11 @@ impl SpoolWriter {
         Ok(())
     }
 
+    /// `SpoolConfig::max_batch_age`: how old a batch may grow before it is sealed.
+    pub fn max_batch_age(&self) -> Duration {
+        self.max_age
+    }
+
     /// How long until the open batch is `max_batch_age` old (zero when it
     /// is already); `None` when no batch is open. A timer that calls
     /// [`seal_if_due`](Self::seal_if_due) sleeps this long.

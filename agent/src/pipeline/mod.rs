@@ -505,7 +505,8 @@ impl Pipeline {
     ) -> Result<StatusSnapshot> {
         let mut last_tick = Instant::now();
         let mut last_log = Instant::now();
-        let mut control = self.control.take();
+        let control = self.control.take();
+        let mut requests_open = true;
         'events: loop {
             // Busy: events back to back, BURST at a time between looks at
             // the clock and the control socket. Idle: commit what waits,
@@ -535,20 +536,22 @@ impl Pipeline {
                 // long nap must not cost drops.
                 match &control {
                     Some(c) => {
+                        // Events that came meanwhile count towards it.
                         let quarter = rx.capacity().unwrap_or(usize::MAX) / 4;
-                        self.queue.arm_wake(quarter as u64);
+                        self.queue.arm_wake(quarter.saturating_sub(rx.len()) as u64);
                         c.nap(self.idle_nap);
                         self.queue.disarm_wake();
                     }
                     None => std::thread::sleep(self.idle_nap),
                 }
             }
-            // Requests are answered between events, also under load.
-            if let Some(c) = &control {
+            // Requests are answered between events, also under load. With
+            // the control socket gone the nap still ends on a burst.
+            if let (Some(c), true) = (&control, requests_open) {
                 match c.try_recv() {
                     Ok(r) => self.serve(r, rx.len()),
                     Err(TryRecvError::Empty) => {}
-                    Err(TryRecvError::Disconnected) => control = None,
+                    Err(TryRecvError::Disconnected) => requests_open = false,
                 }
             }
             if self

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use dsl::event::{
     Category, CodeSignature, Endpoint, EventInfo, EventType, File, Hash, Host, Network, Os,
@@ -176,12 +176,17 @@ pub struct EsMessage {
 }
 
 /// What [`to_event`] stamps on every event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct MapContext {
     pub host: Host,
     /// Prefix of entity ids: host (and boot, when known), so ids from two
     /// Macs or two boots never collide.
     pub entity_prefix: String,
+    /// Strings recur from event to event (the same programs, signers and
+    /// users act again and again): one copy of each, shared by the clones
+    /// of this context. Behind a lock rather than per thread because ES
+    /// calls its handler on whichever dispatch thread is free.
+    texts: Arc<Mutex<TextCache>>,
 }
 
 impl MapContext {
@@ -209,7 +214,13 @@ impl MapContext {
             }
             .leaked(),
             entity_prefix,
+            texts: Arc::new(Mutex::new(TextCache::new(SHARED_TEXTS))),
         }
+    }
+
+    /// The shared strings, for one event's worth of lookups.
+    fn texts(&self) -> MutexGuard<'_, TextCache> {
+        self.texts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn entity_id(&self, token: &AuditToken) -> String {
@@ -250,7 +261,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
         ..Event::default()
     };
     let user_of = |p: &EsProcess| User {
-        id: Some(one_copy(&p.token.euid.to_string())),
+        id: Some(ctx.texts().get(&p.token.euid.to_string())),
         name: None,
     };
     match event {
@@ -482,18 +493,8 @@ fn outcome(success: bool) -> Text {
     Text::from_static(if success { "success" } else { "failure" })
 }
 
-/// Strings recur from event to event (the same programs, signers and users
-/// act again and again): each mapping thread shares one copy of each.
+/// Distinct strings a [`MapContext`] shares at most (~1 MB).
 const SHARED_TEXTS: usize = 8192;
-
-thread_local! {
-    static TEXTS: std::cell::RefCell<TextCache> = std::cell::RefCell::new(TextCache::new(SHARED_TEXTS));
-}
-
-/// This thread's shared copy of `s`.
-fn one_copy(s: &str) -> Text {
-    TEXTS.with(|t| t.borrow_mut().get(s))
-}
 
 fn file_event(
     e: &mut Event,
@@ -505,7 +506,7 @@ fn file_event(
 ) {
     info(e, Category::File, vec![ty], action);
     e.user = User {
-        id: Some(one_copy(&process.token.euid.to_string())),
+        id: Some(ctx.texts().get(&process.token.euid.to_string())),
         name: None,
     };
     e.process = process_of(process, ctx);
@@ -535,10 +536,11 @@ fn resolve_btm_url(url: &str, app_url: Option<&str>) -> String {
 /// `process.*` from an `es_process_t`, with `parent.pid`/`parent.entity_id`
 /// from its parent audit token (names come from a process table later).
 pub fn process_of(p: EsProcess, ctx: &MapContext) -> Process {
+    let mut texts = ctx.texts();
     let parent = match p.parent_token {
         Some(t) => Some(Process {
             pid: u32::try_from(t.pid).ok(),
-            entity_id: Some(one_copy(&ctx.entity_id(&t))),
+            entity_id: Some(texts.get(&ctx.entity_id(&t))),
             ..Process::default()
         }),
         None => u32::try_from(p.ppid)
@@ -552,11 +554,14 @@ pub fn process_of(p: EsProcess, ctx: &MapContext) -> Process {
     let trusted = code_signature_trusted(&p);
     Process {
         pid: u32::try_from(p.token.pid).ok(),
-        entity_id: Some(one_copy(&ctx.entity_id(&p.token))),
-        name: Some(one_copy(basename(&p.executable))),
+        entity_id: Some(texts.get(&ctx.entity_id(&p.token))),
+        name: Some(texts.get(basename(&p.executable))),
         code_signature: CodeSignature {
-            signing_id: p.signing_id.filter(|s| !s.is_empty()).map(|s| one_copy(&s)),
-            team_id: p.team_id.filter(|s| !s.is_empty()).map(|s| one_copy(&s)),
+            signing_id: p
+                .signing_id
+                .filter(|s| !s.is_empty())
+                .map(|s| texts.get(&s)),
+            team_id: p.team_id.filter(|s| !s.is_empty()).map(|s| texts.get(&s)),
             trusted: Some(trusted),
             platform_binary: Some(p.is_platform_binary),
         },
@@ -564,10 +569,10 @@ pub fn process_of(p: EsProcess, ctx: &MapContext) -> Process {
             cdhash: p
                 .cdhash
                 .filter(|s| !s.is_empty() && s.bytes().any(|b| b != b'0'))
-                .map(|s| one_copy(&s)),
+                .map(|s| texts.get(&s)),
             sha256: None,
         },
-        executable: Some(one_copy(&p.executable)),
+        executable: Some(texts.get(&p.executable)),
         parent: parent.map(Arc::new),
         ..Process::default()
     }
@@ -875,8 +880,8 @@ impl ProcessCache {
             return;
         }
         let parent = Arc::make_mut(shared);
-        parent.name = Some(one_copy(basename(&c.executable)));
-        parent.executable = Some(one_copy(&c.executable));
+        parent.name = Some(basename(&c.executable).into());
+        parent.executable = Some(c.executable.as_str().into());
         if !c.args.is_empty() {
             parent.command_line = Some(c.args.join(" ").into());
             parent.args = c.args.iter().map(|a| Text::from(a.as_str())).collect();
@@ -1009,13 +1014,14 @@ mod tests {
 
     #[test]
     fn events_of_one_process_share_its_strings() {
+        let ctx = ctx();
         let write = |path: &str| {
             let m = msg(
                 proc_(300, 7, "/usr/bin/python3", Some((100, 5))),
                 EsEvent::Write { path: path.into() },
                 33,
             );
-            to_event(m, &ctx()).unwrap()
+            to_event(m, &ctx).unwrap()
         };
         let (a, b) = (write("/tmp/a"), write("/tmp/b"));
         let addr = |t: &Option<Text>| t.as_ref().map(Text::addr).unwrap();
