@@ -1,44 +1,52 @@
 //! A source that outpaces the pipeline: events are dropped and counted, the
-//! queue (and so memory) stays bounded, and nothing stalls.
+//! queue (and so memory) stays bounded, and nothing stalls. And a burst
+//! that a full nap of the pipeline would overflow: it ends the nap instead.
 
 use std::fs;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use vigil_e2e::{stderr, stdout, vigil};
 
-#[test]
-fn flat_out_source_into_a_tiny_queue_drops_counts_and_finishes() {
+/// Runs the agent with the synthetic source at `rate` events/s (0: flat
+/// out) until it has sent `events`, with `config` as its vigil.toml; its
+/// final `status --json`, and how long the run took.
+fn run_synthetic(config: &str, rate: u64, events: u64) -> (Value, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("vigil.toml");
-    fs::write(&cfg, "[queue]\ncapacity = 64\n[outputs]\nstdout = false\n").unwrap();
+    fs::write(&cfg, config).unwrap();
     let state = dir.path().join("state");
     let started = Instant::now();
     let o = vigil()
-        .args([
-            "run",
-            "--source",
-            "synthetic",
-            "--synthetic-rate",
-            "0",
-            "--synthetic-events",
-            "400000",
-            "--spool-size-mb",
-            "64",
-            "--config",
-        ])
+        .args(["run", "--source", "synthetic", "--spool-size-mb", "64"])
+        .arg("--synthetic-rate")
+        .arg(rate.to_string())
+        .arg("--synthetic-events")
+        .arg(events.to_string())
+        .arg("--config")
         .arg(&cfg)
         .arg("--state-dir")
         .arg(&state)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(started.elapsed() < Duration::from_secs(120), "no stall");
+    let took = started.elapsed();
     let status = vigil()
         .args(["status", "--json", "--state-dir"])
         .arg(&state)
         .output()
         .unwrap();
-    let s: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    (serde_json::from_str(&stdout(&status)).unwrap(), took)
+}
+
+#[test]
+fn flat_out_source_into_a_tiny_queue_drops_counts_and_finishes() {
+    let (s, took) = run_synthetic(
+        "[queue]\ncapacity = 64\n[outputs]\nstdout = false\n",
+        0,
+        400_000,
+    );
+    assert!(took < Duration::from_secs(120), "no stall");
     let (received, dropped, processed) = (
         s["received"].as_u64().unwrap(),
         s["dropped"].as_u64().unwrap(),
@@ -69,39 +77,11 @@ fn a_burst_ends_the_pipelines_nap_before_the_queue_overflows() {
     // pipeline instead, so nothing is dropped. The rate is low enough for
     // a debug build beside the flat-out test above; each 100 ms burst of
     // the source (800 events) fits in what the wake leaves free.
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("vigil.toml");
-    fs::write(
-        &cfg,
+    let (s, _) = run_synthetic(
         "[queue]\ncapacity = 4096\nbatch_ms = 1000\n[outputs]\nstdout = false\n",
-    )
-    .unwrap();
-    let state = dir.path().join("state");
-    let o = vigil()
-        .args([
-            "run",
-            "--source",
-            "synthetic",
-            "--synthetic-rate",
-            "8000",
-            "--synthetic-events",
-            "24000",
-            "--spool-size-mb",
-            "64",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--state-dir")
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let status = vigil()
-        .args(["status", "--json", "--state-dir"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    let s: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+        8_000,
+        24_000,
+    );
     assert_eq!(s["received"].as_u64().unwrap(), 24_000, "{s}");
     assert_eq!(s["dropped"].as_u64().unwrap(), 0, "{s}");
     assert_eq!(s["processed"].as_u64().unwrap(), 24_000, "{s}");
