@@ -252,6 +252,8 @@ pub struct Synthetic {
     next_pid: u32,
     live: Vec<Live>,
     programs: &'static [ProgramStrings],
+    /// The host id's first 8 characters, which start every entity id.
+    entity_prefix: String,
     /// pid 1: the parent of an exec no live process would start.
     launchd: Arc<Process>,
     /// Static but for the configured host id, shared by every event.
@@ -275,10 +277,11 @@ impl Synthetic {
             },
         }
         .leaked();
-        let short: String = cfg.host_id.chars().take(8).collect();
+        let entity_prefix: String = cfg.host_id.chars().take(8).collect();
         let launchd = Arc::new(Process {
             pid: Some(1),
-            entity_id: Some(format!("{short}-1-{}", now / 1_000_000 - 86_400_000).into()),
+            // Started a day before the traffic.
+            entity_id: Some(entity_id(&entity_prefix, 1, now - 86_400_000_000_000)),
             name: Some(Text::from_static("launchd")),
             executable: Some(Text::from_static("/sbin/launchd")),
             args: vec![Text::from_static("/sbin/launchd")],
@@ -298,6 +301,7 @@ impl Synthetic {
             next_pid: 400,
             live: Vec::new(),
             programs: program_strings(),
+            entity_prefix,
             launchd,
             host,
             queue: Default::default(),
@@ -322,11 +326,9 @@ impl Synthetic {
         } else {
             self.next_pid + 1
         };
-        let short: String = self.cfg.host_id.chars().take(8).collect();
-        let entity_id = format!("{short}-{pid}-{}", self.now / 1_000_000).into();
         self.live.push(Live {
             pid,
-            entity_id,
+            entity_id: entity_id(&self.entity_prefix, pid, self.now),
             program,
         });
         self.live.len() - 1
@@ -740,6 +742,11 @@ fn planted(name: &str, exe: &str, entity_id: String, pid: u32, args: &[&str]) ->
         command_line: Some(args.join(" ").into()),
         ..Process::default()
     }
+}
+
+/// The entity id of the process `pid` started at `start_ns`.
+fn entity_id(prefix: &str, pid: u32, start_ns: i64) -> Text {
+    format!("{prefix}-{pid}-{}", start_ns / 1_000_000).into()
 }
 
 fn strip(mut p: Process) -> Process {

@@ -145,12 +145,17 @@ impl SpoolThread {
     /// the spool thread if what it was handed has waited [`HANDOFF_AGE`].
     pub fn hand_off(&mut self) {
         self.send_batch();
-        // Nothing left in the channel: its timer took it all; nothing waits.
-        if self.tx.as_ref().is_some_and(|tx| tx.is_empty()) {
-            self.unwoken_since = None;
-        }
+        self.forget_if_drained();
         if self.overdue() {
             self.wake();
+        }
+    }
+
+    /// An empty channel: the thread took everything handed over (its seal
+    /// timer woke it), so nothing waits for it any more.
+    fn forget_if_drained(&mut self) {
+        if self.tx.as_ref().is_some_and(|tx| tx.is_empty()) {
+            self.unwoken_since = None;
         }
     }
 
@@ -210,28 +215,21 @@ impl SpoolThread {
     /// Queues `msg`; wakes the thread when someone waits for the answer
     /// (`urgent`), when batches pile up, or when the oldest waited too long.
     fn send(&mut self, msg: SpoolMsg, urgent: bool) -> bool {
-        match &self.tx {
-            Some(tx) => {
-                // An empty channel: the thread took everything handed over
-                // before (its seal timer woke it), so this is the oldest.
-                if tx.is_empty() {
-                    self.unwoken_since = None;
-                }
-                if tx.send(msg).is_err() {
-                    tracing::error!("the spool thread has stopped: events are not spooled");
-                    return false;
-                }
-                self.unwoken_since.get_or_insert_with(Instant::now);
-                if urgent || tx.len() >= WAKE_AT_BATCHES || self.overdue() {
-                    self.wake();
-                }
-                true
-            }
-            None => {
-                tracing::error!("the spool thread has stopped: events are not spooled");
-                false
-            }
+        // What is sent now may be the oldest waiting.
+        self.forget_if_drained();
+        let Some(backlog) = self
+            .tx
+            .as_ref()
+            .and_then(|tx| tx.send(msg).ok().map(|()| tx.len()))
+        else {
+            tracing::error!("the spool thread has stopped: events are not spooled");
+            return false;
+        };
+        self.unwoken_since.get_or_insert_with(Instant::now);
+        if urgent || backlog >= WAKE_AT_BATCHES || self.overdue() {
+            self.wake();
         }
+        true
     }
 }
 

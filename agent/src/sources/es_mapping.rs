@@ -260,14 +260,10 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
         host: ctx.host.clone(),
         ..Event::default()
     };
-    let user_of = |p: &EsProcess| User {
-        id: Some(ctx.texts().get(&p.token.euid.to_string())),
-        name: None,
-    };
     match event {
         EsEvent::Exec { target, args, cwd } => {
             info(&mut e, Category::Process, vec![EventType::Start], "exec");
-            e.user = user_of(&target);
+            e.user = user_of(&target, ctx);
             let mut p = process_of(target, ctx);
             if !args.is_empty() {
                 p.command_line = Some(args.join(" ").into());
@@ -278,7 +274,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
         }
         EsEvent::Fork { child } => {
             info(&mut e, Category::Process, vec![EventType::Start], "fork");
-            e.user = user_of(&child);
+            e.user = user_of(&child, ctx);
             let mut p = process_of(child, ctx);
             // The forking process is the parent, and ES gives all of it.
             p.parent = Some(Arc::new(Process {
@@ -289,7 +285,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
         }
         EsEvent::Exit { stat } => {
             info(&mut e, Category::Process, vec![EventType::End], "exit");
-            e.user = user_of(&process);
+            e.user = user_of(&process, ctx);
             e.process = process_of(process, ctx);
             e.process.exit_code = Some(exit_code_from_status(stat));
         }
@@ -336,7 +332,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
                 vec![EventType::Connection],
                 "uipc_connect",
             );
-            e.user = user_of(&process);
+            e.user = user_of(&process, ctx);
             e.process = process_of(process, ctx);
             e.file = Some(File::from_path(&path));
             e.network = Some(Network {
@@ -493,6 +489,14 @@ fn outcome(success: bool) -> Text {
     Text::from_static(if success { "success" } else { "failure" })
 }
 
+/// `user.*` of the process acting: its effective uid.
+fn user_of(p: &EsProcess, ctx: &MapContext) -> User {
+    User {
+        id: Some(ctx.texts().get(&p.token.euid.to_string())),
+        name: None,
+    }
+}
+
 /// Distinct strings a [`MapContext`] shares at most (~1 MB).
 const SHARED_TEXTS: usize = 8192;
 
@@ -505,10 +509,7 @@ fn file_event(
     path: String,
 ) {
     info(e, Category::File, vec![ty], action);
-    e.user = User {
-        id: Some(ctx.texts().get(&process.token.euid.to_string())),
-        name: None,
-    };
+    e.user = user_of(&process, ctx);
     e.process = process_of(process, ctx);
     e.file = Some(File::from_path(&path));
 }
