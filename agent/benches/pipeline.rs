@@ -16,7 +16,7 @@ use spool::SpoolConfig;
 use vigil::pipeline::outputs::AlertOutputs;
 use vigil::pipeline::queue::{event_queue, EventQueue};
 use vigil::pipeline::{Pipeline, PipelineConfig};
-use vigil::synthetic::{Plant, Synthetic, SyntheticConfig};
+use vigil::sources::synthetic::{Plant, Synthetic, SyntheticConfig};
 
 /// One run's figures.
 struct Run {

@@ -10,15 +10,16 @@ use std::time::Instant;
 
 use dsl::alert::Alert;
 use dsl::codec::Decoded;
+use dsl::correlate::Correlator;
 use dsl::correlate::CorrelatorConfig;
 use dsl::query;
-use dsl::rules::{load_rules, Correlator, RuleSet};
+use dsl::rules::{load_rules, RuleSet};
 use dsl::shipped::{shipped_rule_files, shipped_with_variants};
 use dsl::Event;
 use spool::{SpoolConfig, SpoolReader, TimeRange};
-use vigil::event_store::{for_each_event, EventSpool};
-use vigil::hunt::{scan, Prefilter};
-use vigil::synthetic::{Plant, Synthetic, SyntheticConfig};
+use vigil::history::query::{scan, Prefilter};
+use vigil::history::store::{for_each_event, EventSpool};
+use vigil::sources::synthetic::{Plant, Synthetic, SyntheticConfig};
 
 fn env_count(name: &str, default: u64) -> u64 {
     std::env::var(name)

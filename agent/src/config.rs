@@ -28,7 +28,7 @@ pub struct Config {
     pub fleet: crate::fleet::FleetSection,
     /// Alert sinks (`[[sinks]]`), fed through the durable outbox.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub sinks: Vec<crate::sinks::SinkConfig>,
+    pub sinks: Vec<crate::delivery::sinks::SinkConfig>,
 }
 
 /// The durable outbox in `<state_dir>/outbox` (see `outbox.rs`).
@@ -40,7 +40,7 @@ pub struct OutboxSection {
     /// Segment size; whole segments are deleted once every sink has them.
     pub segment_kb: u64,
     /// `drop_oldest` or `drop_newest` when undelivered alerts fill `max_mb`.
-    pub when_full: crate::outbox::WhenFull,
+    pub when_full: crate::delivery::outbox::WhenFull,
     /// On shutdown, sinks keep delivering for at most this long.
     pub drain_timeout_ms: u64,
 }
@@ -134,7 +134,7 @@ pub struct SourceSection {
     /// Plant attack chains every N synthetic events (0 = never).
     pub synthetic_plant_every: u64,
     /// Which chains: `installer` (the seed chain) or `all` (one per shipped rule).
-    pub synthetic_plant: crate::synthetic::Plant,
+    pub synthetic_plant: crate::sources::synthetic::Plant,
     pub replay_files: Vec<PathBuf>,
     /// Replay at the recorded pace instead of as fast as possible.
     pub replay_pace: bool,
@@ -175,7 +175,7 @@ impl Default for OutboxSection {
         OutboxSection {
             max_mb: 256,
             segment_kb: 4096,
-            when_full: crate::outbox::WhenFull::DropOldest,
+            when_full: crate::delivery::outbox::WhenFull::DropOldest,
             drain_timeout_ms: 5_000,
         }
     }
@@ -246,7 +246,7 @@ impl Default for SourceSection {
             synthetic_rate: 2_000,
             synthetic_seed: 42,
             synthetic_plant_every: 0,
-            synthetic_plant: crate::synthetic::Plant::Installer,
+            synthetic_plant: crate::sources::synthetic::Plant::Installer,
             replay_files: Vec::new(),
             replay_pace: false,
         }
@@ -352,14 +352,14 @@ impl Config {
         if self.alerts.window_max_events > 10_000 {
             errs.push("alerts.window_max_events must be at most 10000".into());
         }
-        errs.extend(crate::sinks::validate_all(&self.sinks));
+        errs.extend(crate::delivery::sinks::validate_all(&self.sinks));
         errs.extend(self.nats.validate());
         errs.extend(self.fleet.validate());
         let wants_nats = self.fleet.enabled
             || self
                 .sinks
                 .iter()
-                .any(|s| s.kind == crate::sinks::SinkKind::Nats);
+                .any(|s| s.kind == crate::delivery::sinks::SinkKind::Nats);
         if wants_nats && !self.nats.is_configured() {
             errs.push(
                 "nats.urls is empty, but fleet.enabled or a kind = \"nats\" sink needs it".into(),

@@ -8,18 +8,13 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod cli;
-pub mod commands;
 pub mod config;
 pub mod control;
-pub mod event_store;
+pub mod delivery;
 pub mod fleet;
-pub mod hunt;
+pub mod history;
 pub mod nats;
-pub mod outbox;
 pub mod pipeline;
 pub mod rule_files;
-pub mod sinks;
 pub mod sources;
-pub mod synthetic;
-pub mod timearg;
 pub mod wake;

@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use vigil::{cli, commands};
+use vigil::cli;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    match commands::run(args) {
+    match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vigil: error: {e:#}");

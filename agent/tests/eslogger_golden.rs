@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use dsl::correlate::Correlator;
 use dsl::correlate::CorrelatorConfig;
 use dsl::event::{Category, EventType, Process};
-use dsl::rules::Correlator;
 use dsl::Event;
 use serde_json::{json, Value};
-use vigil::sources::es_mapping::{network_event, MapContext, SocketConn};
-use vigil::sources::eslogger::EsloggerMapper;
+use vigil::sources::es::eslogger::EsloggerMapper;
+use vigil::sources::es::mapping::{network_event, MapContext, SocketConn};
 
 const HOST: &str = "golden-mac";
 

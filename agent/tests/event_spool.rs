@@ -13,9 +13,9 @@ use dsl::event::Process;
 use dsl::query::{self, CompiledQuery};
 use dsl::Event;
 use spool::{SpoolConfig, SpoolReader, TimeRange};
-use vigil::event_store::{for_each_event, EventSpool};
-use vigil::hunt::{scan, Prefilter};
-use vigil::synthetic::{Synthetic, SyntheticConfig};
+use vigil::history::query::{scan, Prefilter};
+use vigil::history::store::{for_each_event, EventSpool};
+use vigil::sources::synthetic::{Synthetic, SyntheticConfig};
 
 fn events(n: usize, seed: u64) -> Vec<Event> {
     Synthetic::new(SyntheticConfig {
@@ -314,7 +314,7 @@ fn spools_of_version_one_records_stay_readable() {
         spool::SpoolWriter::open_or_create(&path, config(32 << 20, 8 << 10)).unwrap();
     let mut keys = Vec::new();
     for e in old {
-        vigil::event_store::event_keys(e, &mut keys);
+        vigil::history::store::event_keys(e, &mut keys);
         let rec = dsl::codec::encode_event_v1(e).unwrap();
         writer.append(e.timestamp_ns, &keys, &rec).unwrap();
     }

@@ -10,9 +10,9 @@ use dsl::query;
 use dsl::Event;
 use proptest::prelude::*;
 use spool::{SpoolConfig, SpoolReader, TimeRange};
-use vigil::event_store::EventSpool;
-use vigil::hunt::{scan, Prefilter};
-use vigil::synthetic::{Synthetic, SyntheticConfig};
+use vigil::history::query::{scan, Prefilter};
+use vigil::history::store::EventSpool;
+use vigil::sources::synthetic::{Synthetic, SyntheticConfig};
 
 const QUERIES: &[&str] = &[
     r#"process where process.name : ("curl", "git", "ssh")"#,

@@ -20,9 +20,10 @@ use std::io::BufReader;
 use std::sync::Arc;
 use std::time::Instant;
 
+use vigil_dsl::correlate::Correlator;
 use vigil_dsl::correlate::CorrelatorConfig;
 use vigil_dsl::ecs::EcsReader;
-use vigil_dsl::rules::{load_rules, Correlator, RuleSet};
+use vigil_dsl::rules::{load_rules, RuleSet};
 use vigil_dsl::shipped::{shipped_rule_files, shipped_with_variants};
 use vigil_dsl::Event;
 

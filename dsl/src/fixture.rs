@@ -8,9 +8,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
+use crate::correlate::Correlator;
 use crate::correlate::CorrelatorConfig;
 use crate::event::Event;
-use crate::rules::{Correlator, RuleSet};
+use crate::rules::RuleSet;
 
 /// One line of a fixture's `expected.ndjson`. `join_key` is checked only
 /// when given.

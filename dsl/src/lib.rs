@@ -19,7 +19,6 @@ pub mod time;
 pub use event::Event;
 pub mod alert;
 pub mod correlate;
-pub mod dispatch;
 pub mod fixture;
 pub mod rules;
 pub mod shipped;

@@ -7,10 +7,11 @@ mod common;
 use std::sync::Arc;
 
 use vigil_dsl::alert::{Alert, Severity};
+use vigil_dsl::correlate::Correlator;
 use vigil_dsl::correlate::{CorrelatorConfig, Match, SequenceState};
 use vigil_dsl::event::{Category, Endpoint, EventType, Process};
 use vigil_dsl::query::{self, CompiledQuery, SequenceSpec};
-use vigil_dsl::rules::{load_rules, Correlator, Origin, RuleFile};
+use vigil_dsl::rules::{load_rules, Origin, RuleFile};
 use vigil_dsl::Event;
 
 const MS: i64 = 1_000_000;

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
+use vigil_dsl::correlate::dispatch::stage_filters;
+use vigil_dsl::correlate::Correlator;
 use vigil_dsl::correlate::CorrelatorConfig;
-use vigil_dsl::dispatch::stage_filters;
 use vigil_dsl::event::{Category, Endpoint, EventType, File, Process};
 use vigil_dsl::query::guard::Guard;
-use vigil_dsl::rules::{load_rules, Correlator, Origin, RuleFile, RuleSet};
+use vigil_dsl::rules::{load_rules, Origin, RuleFile, RuleSet};
 use vigil_dsl::shipped::shipped_rule_files;
 use vigil_dsl::Event;
 

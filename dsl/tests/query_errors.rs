@@ -7,10 +7,9 @@ mod common;
 use std::sync::Arc;
 
 use vigil_dsl::alert::Severity;
+use vigil_dsl::correlate::Correlator;
 use vigil_dsl::query::{self, CompiledQuery};
-use vigil_dsl::rules::{
-    load_rules, sandboxed_engine, Correlator, LoadOutcome, Origin, RuleError, RuleFile,
-};
+use vigil_dsl::rules::{load_rules, sandboxed_engine, LoadOutcome, Origin, RuleError, RuleFile};
 
 /// Asserts that `q` fails to compile at the byte offset of `needle` (its
 /// `nth` occurrence, 0-based; `None` means the end of the query), with a

@@ -456,8 +456,8 @@ impl HuntJob {
             let (line, col) = e.line_col(&query);
             format!("query:{line}:{col}: {}", e.message)
         })?;
-        let range =
-            crate::timearg::time_range(s("since")?, s("until")?).map_err(|e| format!("{e:#}"))?;
+        let range = crate::history::timearg::time_range(s("since")?, s("until")?)
+            .map_err(|e| format!("{e:#}"))?;
         let limit = match req.get("limit") {
             None | Some(Value::Null) => max_results,
             Some(v) => v
@@ -484,7 +484,7 @@ impl HuntJob {
         deadline: Instant,
         tx: mpsc::Sender<String>,
     ) -> Result<HuntOutcome, String> {
-        use crate::hunt::{scan, Prefilter};
+        use crate::history::query::{scan, Prefilter};
         use dsl::query::CompiledQuery;
         let reader = spool::SpoolReader::open(spool).map_err(|e| format!("spool: {e}"))?;
         let mut sent = 0u64;
@@ -521,9 +521,9 @@ impl HuntJob {
                 &mut progress,
             ),
             CompiledQuery::Sequence(_) => {
-                let rules = crate::commands::hunt::single_rule_set(&self.query)
-                    .map_err(|e| format!("{e:#}"))?;
-                crate::hunt::correlate(
+                let rules =
+                    crate::cli::hunt::single_rule_set(&self.query).map_err(|e| format!("{e:#}"))?;
+                crate::history::query::correlate(
                     &reader,
                     self.range,
                     &Prefilter::for_query(&self.compiled),

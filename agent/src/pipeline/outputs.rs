@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use dsl::alert::Alert;
 
-use crate::outbox::Outbox;
+use crate::delivery::outbox::Outbox;
 
 #[derive(Default)]
 pub struct AlertOutputs {

@@ -25,8 +25,8 @@ use spool::SpoolReader;
 use super::queue::{Reclaim, RECLAIM_BATCH};
 use super::recent::RecentEvents;
 use super::{window_value, PipelineCounters, SpoolUsage};
-use crate::control::context::alert_window;
-use crate::event_store::{refreshed_reader, EventSpool};
+use crate::history::context::alert_window;
+use crate::history::store::{refreshed_reader, EventSpool};
 
 /// Events per message to the spool thread.
 const BATCH: usize = 256;

@@ -13,7 +13,7 @@ use dsl::ecs::EcsReader;
 use dsl::Event;
 
 use crate::pipeline::queue::EventSender;
-use crate::synthetic::{Synthetic, SyntheticConfig};
+use crate::sources::synthetic::{Synthetic, SyntheticConfig};
 use crate::wake::Waker;
 
 /// Reads every file first (replay must be in timestamp order across files),

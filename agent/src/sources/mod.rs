@@ -5,7 +5,5 @@ pub mod linux;
 
 pub mod feeds;
 
-pub mod es_mapping;
-pub mod eslogger;
-#[cfg(target_os = "macos")]
-pub mod macos;
+pub mod es;
+pub mod synthetic;
