@@ -195,6 +195,28 @@ impl Default for ControlSection {
     }
 }
 
+impl SpoolSection {
+    /// The spool writer's settings for a new or reopened spool.
+    pub fn spool_config(&self) -> spool::SpoolConfig {
+        spool::SpoolConfig {
+            capacity_bytes: self.size_mb << 20,
+            block_target_bytes: (self.block_kb << 10) as usize,
+            max_batch_age: std::time::Duration::from_millis(self.max_batch_age_ms),
+            zstd_level: self.zstd_level,
+        }
+    }
+}
+
+impl CorrelatorSection {
+    pub fn correlator_config(&self) -> dsl::correlate::CorrelatorConfig {
+        dsl::correlate::CorrelatorConfig {
+            max_open_per_rule: self.max_open_per_rule,
+            reorder_window_ns: self.reorder_window_ms as i64 * 1_000_000,
+            ..dsl::correlate::CorrelatorConfig::default()
+        }
+    }
+}
+
 impl Default for SpoolSection {
     fn default() -> Self {
         SpoolSection {

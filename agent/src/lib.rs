@@ -16,5 +16,6 @@ pub mod history;
 pub mod nats;
 pub mod pipeline;
 pub mod rule_files;
+pub mod runtime;
 pub mod sources;
 pub mod wake;

@@ -7,17 +7,16 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use dsl::ecs::to_ecs_json;
 use dsl::query::fields::{self, FieldId};
-use dsl::query::{self, CompiledQuery};
 use dsl::rules::{load_rules, Origin, RuleFile, RuleSet};
 use dsl::time::format_rfc3339;
 use dsl::Event;
 use spool::SpoolReader;
 
 use crate::cli::HuntArgs;
-use crate::history::query::{scan, HuntReport, Prefilter};
+use crate::history::query::{run_query, Found, Hunt, HuntReport};
 use crate::history::timearg::time_range;
 
 enum Output {
@@ -132,55 +131,22 @@ pub fn run(a: HuntArgs) -> Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut sink = ResultSink::new(output, limit);
 
-    let report = match (&a.query, &a.rule) {
-        (Some(q), _) => {
-            let compiled = query::compile(q).map_err(|e| {
-                let (line, col) = e.line_col(q);
-                anyhow!("query:{line}:{col}: {}", e.message)
-            })?;
-            match &compiled {
-                CompiledQuery::Event(filter) => {
-                    let pre = Prefilter::AnyOf(vec![filter]);
-                    scan(
-                        &reader,
-                        range,
-                        &pre,
-                        threads,
-                        &mut |e| sink.event(&mut out, &e),
-                        &mut progress,
-                    )
-                }
-                CompiledQuery::Sequence(_) => {
-                    let rules = single_rule_set(q)?;
-                    let pre = Prefilter::for_query(&compiled);
-                    correlate(
-                        &reader,
-                        range,
-                        &pre,
-                        threads,
-                        rules,
-                        &mut sink,
-                        &mut out,
-                        &mut progress,
-                    )
-                }
-            }
-        }
-        (None, Some(rule)) => {
-            let rules = rule_set_for(rule)?;
-            correlate(
-                &reader,
-                range,
-                &Prefilter::All,
-                threads,
-                rules,
-                &mut sink,
-                &mut out,
-                &mut progress,
-            )
-        }
+    let hunt = match (&a.query, &a.rule) {
+        (Some(q), _) => Hunt::query(q)?,
+        (None, Some(rule)) => Hunt::rules(rule_set_for(rule)?),
         (None, None) => bail!("give a query or --rule"),
     };
+    let report = run_query(
+        &reader,
+        range,
+        &hunt,
+        threads,
+        &mut |found| match found {
+            Found::Event(e) => sink.event(&mut out, e),
+            Found::Alert(alert) => sink.alert(&mut out, alert),
+        },
+        &mut progress,
+    );
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -201,19 +167,6 @@ fn report_damage(r: &HuntReport) {
             r.corrupt_blocks, r.overwritten_blocks, r.bad_records
         );
     }
-}
-
-/// A sequence query becomes a one-rule set so it shares the correlator.
-pub(crate) fn single_rule_set(query: &str) -> Result<Arc<RuleSet>> {
-    let text = format!(
-        "rule(#{{ id: \"hunt\", name: \"hunt\", query: {} }});",
-        serde_json::to_string(query)?
-    );
-    load_one(RuleFile {
-        path: "<hunt>".into(),
-        text,
-        origin: Origin::User,
-    })
 }
 
 fn rule_set_for(rule: &str) -> Result<Arc<RuleSet>> {
@@ -253,37 +206,6 @@ fn rule_set_for(rule: &str) -> Result<Arc<RuleSet>> {
         bail!("rule {rule:?} did not load");
     }
     Ok(Arc::new(set))
-}
-
-fn load_one(file: RuleFile) -> Result<Arc<RuleSet>> {
-    let out = load_rules(&[file]);
-    if let Some(e) = out.errors.first() {
-        bail!("{}", e.message);
-    }
-    Ok(Arc::new(out.rules))
-}
-
-/// A rule or sequence hunt: alerts go to the result sink.
-#[allow(clippy::too_many_arguments)]
-fn correlate(
-    reader: &SpoolReader,
-    range: spool::TimeRange,
-    pre: &Prefilter<'_>,
-    threads: usize,
-    rules: Arc<RuleSet>,
-    sink: &mut ResultSink,
-    out: &mut dyn Write,
-    progress: crate::history::query::Progress<'_>,
-) -> HuntReport {
-    crate::history::query::correlate(
-        reader,
-        range,
-        pre,
-        threads,
-        rules,
-        &mut |alert| sink.alert(out, alert),
-        progress,
-    )
 }
 
 /// Formats results as they arrive.

@@ -12,7 +12,6 @@ use dsl::correlate::Correlator;
 use dsl::correlate::CorrelatorConfig;
 use dsl::ecs::EcsReader;
 use dsl::Event;
-use spool::SpoolConfig;
 
 use crate::cli::{ReplayArgs, ReplayFormat};
 use crate::history::store::EventSpool;
@@ -68,10 +67,11 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
         .map(|p| {
             EventSpool::open(
                 p,
-                SpoolConfig {
-                    capacity_bytes: a.spool_size_mb << 20,
-                    ..SpoolConfig::default()
-                },
+                crate::config::SpoolSection {
+                    size_mb: a.spool_size_mb,
+                    ..Default::default()
+                }
+                .spool_config(),
             )
         })
         .transpose()?;

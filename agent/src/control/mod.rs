@@ -28,8 +28,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use crossbeam::channel::{bounded, Receiver, SendTimeoutError, Sender, TryRecvError};
-use dsl::rules::RuleSet;
+use crossbeam::channel::{bounded, Sender};
 use serde_json::{json, Map, Value};
 use spool::SpoolReader;
 
@@ -37,7 +36,7 @@ use crate::delivery::outbox::Outbox;
 use crate::history::context::{
     self, AlertSummary, Lookup, DEFAULT_LIMIT, DEFAULT_WINDOW_NS, MAX_LIMIT, MAX_WINDOW_NS,
 };
-use crate::pipeline::StatusSnapshot;
+use crate::pipeline::requests::{Request, RequestSender};
 use crate::wake::{WakeOnDemand, Waker};
 
 /// Longest request line accepted.
@@ -46,78 +45,6 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 const MAX_CONNECTIONS: usize = 8;
 /// How long a connection's thread waits for the pipeline thread.
 const PIPELINE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the control socket asks of the pipeline thread.
-pub enum ControlRequest {
-    Status(Sender<StatusSnapshot>),
-    /// Recent alert by id (if given) and table facts about these entities
-    /// (plus the alert's). Seals the spool's open batch so the caller's
-    /// reader sees the latest events.
-    Lookup {
-        alert_id: Option<String>,
-        entity_ids: Vec<String>,
-        reply: Sender<Lookup>,
-    },
-    /// Replace the rule set; answers with the number of rules.
-    SwapRules(Arc<RuleSet>, Sender<usize>),
-}
-
-/// Makes the channel between the control socket and the pipeline thread,
-/// holding at most `capacity` requests.
-pub fn control_channel(capacity: usize) -> std::io::Result<(ControlSender, ControlReceiver)> {
-    let (tx, rx) = bounded(capacity);
-    let wake = WakeOnDemand::new()?;
-    let sender = ControlSender {
-        tx,
-        wake: wake.waker(),
-    };
-    Ok((sender, ControlReceiver { rx, wake }))
-}
-
-/// The control side's end: every request also wakes the pipeline thread
-/// from its nap, so it answers at once instead of at the end of the nap.
-#[derive(Clone)]
-pub struct ControlSender {
-    tx: Sender<ControlRequest>,
-    wake: Waker,
-}
-
-impl ControlSender {
-    pub fn send_timeout(
-        &self,
-        req: ControlRequest,
-        timeout: Duration,
-    ) -> Result<(), SendTimeoutError<ControlRequest>> {
-        self.tx.send_timeout(req, timeout)?;
-        self.wake.wake();
-        Ok(())
-    }
-}
-
-/// The pipeline thread's end: requests, and a nap a request ends.
-pub struct ControlReceiver {
-    rx: Receiver<ControlRequest>,
-    wake: WakeOnDemand,
-}
-
-impl ControlReceiver {
-    pub fn try_recv(&self) -> Result<ControlRequest, TryRecvError> {
-        self.rx.try_recv()
-    }
-
-    /// Ends the nap from elsewhere too (a source whose burst fills the queue).
-    pub fn waker(&self) -> Waker {
-        self.wake.waker()
-    }
-
-    /// Sleeps for `timeout` or until a request comes (one that came before
-    /// ends the nap at once). Unlike a blocking channel receive, it does not
-    /// spin first, which on a VM costs more than the sleep.
-    pub fn nap(&self, timeout: Duration) {
-        self.wake
-            .wait(None::<&std::os::unix::net::UnixStream>, Some(timeout));
-    }
-}
 
 /// Where the server finds what it needs besides the pipeline.
 pub struct ControlConfig {
@@ -130,7 +57,7 @@ pub struct ControlConfig {
 
 struct Server {
     cfg: ControlConfig,
-    pipeline: ControlSender,
+    pipeline: RequestSender,
     reader: Mutex<Option<SpoolReader>>,
     connections: AtomicUsize,
 }
@@ -197,7 +124,7 @@ fn answer(r: Result<Value, Failure>) -> Value {
 impl ControlServer {
     /// Binds the socket (refusing if another agent answers on it) and
     /// starts accepting.
-    pub fn start(cfg: ControlConfig, pipeline: ControlSender) -> Result<ControlServer> {
+    pub fn start(cfg: ControlConfig, pipeline: RequestSender) -> Result<ControlServer> {
         let path = cfg.socket.clone();
         if path.exists() {
             if UnixStream::connect(&path).is_ok() {
@@ -423,7 +350,7 @@ impl Server {
         }
     }
 
-    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> ControlRequest) -> Result<T, Failure> {
+    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Request) -> Result<T, Failure> {
         let (tx, rx) = bounded(1);
         self.pipeline
             .send_timeout(make(tx), PIPELINE_TIMEOUT)
@@ -434,7 +361,7 @@ impl Server {
 
     /// A lookup of nothing: the pipeline seals its open spool batch first.
     fn seal_spool(&self) -> Result<Lookup, Failure> {
-        self.ask(|reply| ControlRequest::Lookup {
+        self.ask(|reply| Request::Lookup {
             alert_id: None,
             entity_ids: Vec::new(),
             reply,
@@ -442,7 +369,7 @@ impl Server {
     }
 
     fn status(&self) -> Result<Value, Failure> {
-        let snap = self.ask(ControlRequest::Status)?;
+        let snap = self.ask(Request::Status)?;
         serde_json::to_value(snap).map_err(|e| Failure("internal", e.to_string()))
     }
 
@@ -464,7 +391,7 @@ impl Server {
         if loaded.rules.is_empty() {
             return Err(Failure("rejected", "rule set rejected: no rules".into()));
         }
-        let n = self.ask(|tx| ControlRequest::SwapRules(Arc::new(loaded.rules), tx))?;
+        let n = self.ask(|tx| Request::SwapRules(Arc::new(loaded.rules), tx))?;
         Ok(json!({"rules": n}))
     }
 
@@ -554,7 +481,7 @@ impl Server {
             }
         }
         let id = entity_id.or(any_id).expect("one id is set");
-        let lookup = self.ask(|reply| ControlRequest::Lookup {
+        let lookup = self.ask(|reply| Request::Lookup {
             alert_id: None,
             entity_ids: vec![id.to_string()],
             reply,
@@ -575,7 +502,7 @@ impl Server {
     }
 
     fn alert_context(&self, id: &str, window: i64, limit: usize) -> Result<Option<Value>, Failure> {
-        let mut lookup = self.ask(|reply| ControlRequest::Lookup {
+        let mut lookup = self.ask(|reply| Request::Lookup {
             alert_id: Some(id.to_string()),
             entity_ids: Vec::new(),
             reply,
@@ -593,7 +520,7 @@ impl Server {
                 return Ok(None);
             };
             let ids = summary.entity_ids.clone();
-            lookup = self.ask(|reply| ControlRequest::Lookup {
+            lookup = self.ask(|reply| Request::Lookup {
                 alert_id: None,
                 entity_ids: ids,
                 reply,
@@ -630,9 +557,10 @@ pub fn request(socket: &Path, req: &Value) -> std::io::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::requests::{self, RequestReceiver};
 
-    fn server() -> (Server, ControlReceiver) {
-        let (tx, rx) = control_channel(4).unwrap();
+    fn server() -> (Server, RequestReceiver) {
+        let (tx, rx) = requests::channel(4).unwrap();
         (
             Server {
                 cfg: ControlConfig {
@@ -713,11 +641,11 @@ mod tests {
 
     #[test]
     fn a_request_ends_the_pipelines_nap() {
-        let (tx, rx) = control_channel(1).unwrap();
+        let (tx, rx) = requests::channel(1).unwrap();
         let sender = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             let (reply, _) = bounded(1);
-            tx.send_timeout(ControlRequest::Status(reply), Duration::from_secs(1))
+            tx.send_timeout(Request::Status(reply), Duration::from_secs(1))
                 .unwrap();
             tx
         });
@@ -727,7 +655,7 @@ mod tests {
             started.elapsed() < Duration::from_secs(10),
             "the request did not end the nap"
         );
-        assert!(matches!(rx.try_recv(), Ok(ControlRequest::Status(_))));
+        assert!(matches!(rx.try_recv(), Ok(Request::Status(_))));
         drop(sender.join().unwrap());
     }
 

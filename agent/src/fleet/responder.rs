@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::{Done, FleetSection, HostEntry};
 use crate::control::ControlHandler;
+use crate::history::query::{run_query, Found, Hunt};
 use crate::nats::{runtime, subject_token, NatsSection};
 
 /// Longest deadline a request may ask for (status/context; hunts are
@@ -423,8 +424,7 @@ fn parse_request(payload: &[u8]) -> Result<Request, String> {
 
 /// A hunt as a request describes it, checked before any spool is read.
 struct HuntJob {
-    query: String,
-    compiled: dsl::query::CompiledQuery,
+    hunt: Hunt,
     range: spool::TimeRange,
     limit: u64,
 }
@@ -452,10 +452,7 @@ impl HuntJob {
             }
         };
         let query = s("query")?.ok_or("hunt needs query")?.to_string();
-        let compiled = dsl::query::compile(&query).map_err(|e| {
-            let (line, col) = e.line_col(&query);
-            format!("query:{line}:{col}: {}", e.message)
-        })?;
+        let hunt = Hunt::query(&query).map_err(|e| e.to_string())?;
         let range = crate::history::timearg::time_range(s("since")?, s("until")?)
             .map_err(|e| format!("{e:#}"))?;
         let limit = match req.get("limit") {
@@ -466,12 +463,7 @@ impl HuntJob {
                 .ok_or("limit must be a positive number")?
                 .min(max_results),
         };
-        Ok(HuntJob {
-            query,
-            compiled,
-            range,
-            limit,
-        })
+        Ok(HuntJob { hunt, range, limit })
     }
 
     /// Scans the spool, sending each result as JSON until the limit, the
@@ -484,8 +476,6 @@ impl HuntJob {
         deadline: Instant,
         tx: mpsc::Sender<String>,
     ) -> Result<HuntOutcome, String> {
-        use crate::history::query::{scan, Prefilter};
-        use dsl::query::CompiledQuery;
         let reader = spool::SpoolReader::open(spool).map_err(|e| format!("spool: {e}"))?;
         let mut sent = 0u64;
         let mut limited = false;
@@ -511,29 +501,17 @@ impl HuntJob {
             }
             ControlFlow::Continue(())
         };
-        let report = match &self.compiled {
-            CompiledQuery::Event(filter) => scan(
-                &reader,
-                self.range,
-                &Prefilter::AnyOf(vec![filter]),
-                threads,
-                &mut |e| send(dsl::ecs::to_ecs_json(&e)),
-                &mut progress,
-            ),
-            CompiledQuery::Sequence(_) => {
-                let rules =
-                    crate::cli::hunt::single_rule_set(&self.query).map_err(|e| format!("{e:#}"))?;
-                crate::history::query::correlate(
-                    &reader,
-                    self.range,
-                    &Prefilter::for_query(&self.compiled),
-                    threads,
-                    rules,
-                    &mut |a| send(serde_json::to_string(a).unwrap_or_default()),
-                    &mut progress,
-                )
-            }
-        };
+        let report = run_query(
+            &reader,
+            self.range,
+            &self.hunt,
+            threads,
+            &mut |found| match found {
+                Found::Event(e) => send(dsl::ecs::to_ecs_json(e)),
+                Found::Alert(a) => send(serde_json::to_string(a).unwrap_or_default()),
+            },
+            &mut progress,
+        );
         Ok(HuntOutcome {
             scanned: report.events_scanned,
             damaged: report.corrupt_blocks + report.overwritten_blocks,

@@ -6,10 +6,13 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
+use dsl::alert::Alert;
 use dsl::codec::Decoded;
 use dsl::query::memo::{MemoView, StrMemo};
 use dsl::query::{CompiledQuery, EventFields, EventFilter};
+use dsl::rules::{load_rules, Origin, RuleFile, RuleSet};
 use dsl::Event;
 use spool::{BlockInfo, SpoolError, SpoolReader, TimeRange};
 
@@ -189,6 +192,115 @@ pub fn correlate(
         },
         progress,
     )
+}
+
+/// What a hunt asks: a compiled query, and for a sequence query or a rule
+/// the rule set the correlator runs.
+pub enum Hunt {
+    /// Events one filter matches, scanned in parallel.
+    Filter(EventFilter),
+    /// Events in order through a correlator; `query` (a sequence's) lets
+    /// the scan drop events no stage can use.
+    Correlate {
+        query: Option<CompiledQuery>,
+        rules: Arc<RuleSet>,
+    },
+}
+
+/// One result of a hunt: an event a filter matched, or an alert a sequence
+/// or rule raised.
+pub enum Found<'a> {
+    Event(&'a Event),
+    Alert(&'a Alert),
+}
+
+/// Why a hunt could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HuntError {
+    /// The query does not compile; line and column are in the query text.
+    #[error("query:{line}:{column}: {message}")]
+    Query {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{0}")]
+    Rule(String),
+}
+
+impl Hunt {
+    /// A query in the rule language: a filter scans, a sequence correlates.
+    pub fn query(text: &str) -> Result<Hunt, HuntError> {
+        let compiled = dsl::query::compile(text).map_err(|e| {
+            let (line, column) = e.line_col(text);
+            HuntError::Query {
+                line,
+                column,
+                message: e.message.clone(),
+            }
+        })?;
+        Ok(match compiled {
+            CompiledQuery::Event(filter) => Hunt::Filter(filter),
+            sequence => Hunt::Correlate {
+                rules: single_rule_set(text)?,
+                query: Some(sequence),
+            },
+        })
+    }
+
+    /// Every event through these rules: "did this already happen here?"
+    pub fn rules(rules: Arc<RuleSet>) -> Hunt {
+        Hunt::Correlate { query: None, rules }
+    }
+}
+
+/// A sequence query becomes a one-rule set so it shares the correlator.
+fn single_rule_set(query: &str) -> Result<Arc<RuleSet>, HuntError> {
+    let text = format!(
+        "rule(#{{ id: \"hunt\", name: \"hunt\", query: {} }});",
+        serde_json::Value::String(query.to_string())
+    );
+    let out = load_rules(&[RuleFile {
+        path: "<hunt>".into(),
+        text,
+        origin: Origin::User,
+    }]);
+    match out.errors.first() {
+        Some(e) => Err(HuntError::Rule(e.message.clone())),
+        None => Ok(Arc::new(out.rules)),
+    }
+}
+
+/// Runs a hunt over `range` of the spool: what the CLI's hunt, fleet hunts
+/// and rule replays share. `found` gets each result in spool order and may
+/// stop the hunt.
+pub fn run_query(
+    reader: &SpoolReader,
+    range: TimeRange,
+    hunt: &Hunt,
+    threads: usize,
+    found: &mut dyn FnMut(Found<'_>) -> ControlFlow<()>,
+    progress: Progress<'_>,
+) -> HuntReport {
+    match hunt {
+        Hunt::Filter(filter) => scan(
+            reader,
+            range,
+            &Prefilter::AnyOf(vec![filter]),
+            threads,
+            &mut |e| found(Found::Event(&e)),
+            progress,
+        ),
+        Hunt::Correlate { query, rules } => correlate(
+            reader,
+            range,
+            &query.as_ref().map_or(Prefilter::All, Prefilter::for_query),
+            threads,
+            Arc::clone(rules),
+            &mut |a| found(Found::Alert(a)),
+            progress,
+        ),
+    }
 }
 
 fn read_block(

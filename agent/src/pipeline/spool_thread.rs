@@ -22,9 +22,11 @@ use dsl::alert::RawJson;
 use dsl::Event;
 use spool::SpoolReader;
 
+use super::commit::window_value;
 use super::queue::{Reclaim, RECLAIM_BATCH};
 use super::recent::RecentEvents;
-use super::{window_value, PipelineCounters, SpoolUsage};
+use super::status::SpoolUsage;
+use super::PipelineCounters;
 use crate::history::context::alert_window;
 use crate::history::store::{refreshed_reader, EventSpool};
 

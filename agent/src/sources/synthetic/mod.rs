@@ -5,6 +5,8 @@
 //! production. Optionally plants the attack chains of the shipped rules (and
 //! near misses) at a fixed rate, so benchmarks and demos have alerts to find.
 
+pub mod feed;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
 

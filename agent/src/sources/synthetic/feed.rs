@@ -1,68 +1,16 @@
-//! Sources that are not the kernel: ECS NDJSON replay and the synthetic
-//! traffic generator. Each runs on its own thread and stops on `stop`.
+//! The synthetic generator as a live-like source (`source.kind =
+//! "synthetic"`): paced bursts stamped with the current time.
 
-use std::io::BufReader;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use dsl::ecs::EcsReader;
-use dsl::Event;
+use anyhow::Result;
 
+use super::{Synthetic, SyntheticConfig};
 use crate::pipeline::queue::EventSender;
-use crate::sources::synthetic::{Synthetic, SyntheticConfig};
 use crate::wake::Waker;
-
-/// Reads every file first (replay must be in timestamp order across files),
-/// then feeds the queue, waiting when it is full: replay loses nothing.
-/// `done` is woken when the replay ends.
-pub fn start_replay(
-    files: Vec<PathBuf>,
-    pace: bool,
-    tx: EventSender,
-    stop: Arc<AtomicBool>,
-    done: Waker,
-) -> Result<JoinHandle<u64>> {
-    let mut events: Vec<Event> = Vec::new();
-    for path in &files {
-        let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        for r in EcsReader::new(BufReader::new(f)) {
-            match r {
-                Ok(e) => events.push(e),
-                Err(e) => tracing::warn!(file = %path.display(), "skipped {e}"),
-            }
-        }
-    }
-    events.sort_by_key(|e| e.timestamp_ns);
-    Ok(std::thread::Builder::new()
-        .name("replay".into())
-        .spawn(move || {
-            let mut sent = 0;
-            let mut prev: Option<i64> = None;
-            for e in events {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                if pace {
-                    if let Some(p) = prev {
-                        std::thread::sleep(Duration::from_nanos(
-                            (e.timestamp_ns - p).clamp(0, 60_000_000_000) as u64,
-                        ));
-                    }
-                    prev = Some(e.timestamp_ns);
-                }
-                if !tx.push_wait(e) {
-                    break;
-                }
-                sent += 1;
-            }
-            done.wake();
-            sent
-        })?)
-}
 
 /// How far ahead of its rate the paced synthetic source runs before it
 /// sleeps: events go out in bursts, as a real source's do. The pipeline
@@ -78,7 +26,7 @@ const MAX_BURST: u64 = 4096;
 /// time as timestamps so the spool looks like a live host's. Pushes never
 /// block, like a live source: a slow pipeline shows up as drops. `done` is
 /// woken when the source ends.
-pub fn start_synthetic(
+pub fn start(
     cfg: SyntheticConfig,
     rate: u64,
     limit: Option<u64>,
