@@ -230,6 +230,10 @@ pub struct RunArgs {
     /// synthetic source has ended, until SIGINT/SIGTERM.
     #[arg(long)]
     pub keep_running: bool,
+    /// Print alerts as NDJSON even on a terminal (pipes always get NDJSON;
+    /// a terminal gets one readable line per alert).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

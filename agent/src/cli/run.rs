@@ -1,11 +1,13 @@
 //! `vigil run`: the agent, until a signal or the end of its source.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
 
 use crate::cli::RunArgs;
 use crate::config::{Config, SourceKind};
+use crate::pipeline::outputs::StdoutFormat;
 use crate::runtime::{Agent, AgentError, StartOptions};
 
 /// Reads the config file (if any) and applies command-line overrides.
@@ -70,6 +72,12 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             ))
         }
         Err(mut errs) => return Err(errs.remove(0).into()),
+    };
+    // A person at a terminal reads a line per alert; pipes get NDJSON.
+    let agent = if a.json || !std::io::stdout().is_terminal() {
+        agent
+    } else {
+        agent.with_stdout_format(StdoutFormat::Line)
     };
     tracing::info!(rules = agent.rules().len(), host = %agent.host_id(), source = ?cfg.source.kind, spool = %cfg.spool.path.display(), "vigil starting");
     let started = agent.start(StartOptions {

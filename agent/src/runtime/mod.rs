@@ -20,7 +20,7 @@ use crate::control::{AnotherAgent, ControlConfig, ControlServer};
 use crate::delivery::outbox::{Outbox, OutboxConfig};
 use crate::delivery::sinks::{Sink, SinkConfig, SinkSet};
 use crate::fleet::responder::{FleetResponder, ResponderConfig};
-use crate::pipeline::outputs::AlertOutputs;
+use crate::pipeline::outputs::{AlertOutputs, StdoutFormat};
 use crate::pipeline::queue::{event_queue, EventQueue};
 use crate::pipeline::{Pipeline, PipelineConfig, StatusSnapshot};
 use crate::rule_files;
@@ -130,6 +130,12 @@ impl Agent {
             outputs,
             sinks,
         })
+    }
+
+    /// How alerts print on standard output (when `outputs.stdout` is on).
+    pub fn with_stdout_format(mut self, format: StdoutFormat) -> Agent {
+        self.outputs = self.outputs.with_stdout_format(format);
+        self
     }
 
     pub fn host_id(&self) -> &str {

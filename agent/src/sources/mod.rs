@@ -118,7 +118,11 @@ impl Source for ThreadSource {
     }
 
     fn stop(self: Box<Self>) -> Option<u64> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // The flag is the agent's: a source that ended by itself must not
+        // stop the agent (`--keep-running`).
+        if !self.thread.is_finished() {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Some(self.thread.join().unwrap_or(0))
     }
 }
