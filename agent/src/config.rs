@@ -285,9 +285,9 @@ impl Default for OutputsSection {
 }
 
 impl Config {
-    /// Parses TOML; syntax and unknown-key errors come back as one message.
-    pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    /// Parses TOML; a syntax or unknown-key error names the key and line.
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// Every problem with the values, not just the first.
@@ -447,6 +447,6 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected_with_their_name() {
         let err = Config::from_toml("[spool]\nsize_gb = 3\n").unwrap_err();
-        assert!(err.contains("size_gb"), "{err}");
+        assert!(err.to_string().contains("size_gb"), "{err}");
     }
 }

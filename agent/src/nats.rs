@@ -109,13 +109,16 @@ impl NatsSection {
 
     /// Connects (one attempt per URL; afterwards the client reconnects on
     /// its own, forever, with backoff capped at 10 s).
-    pub async fn connect(&self, name: &str) -> Result<async_nats::Client, String> {
+    pub async fn connect(&self, name: &str) -> Result<async_nats::Client, NatsConnectError> {
         self.connect_with(name, false).await
     }
 
     /// A client that keeps trying in the background when no server is up
     /// yet; subscriptions made meanwhile start once it connects.
-    pub async fn connect_background(&self, name: &str) -> Result<async_nats::Client, String> {
+    pub async fn connect_background(
+        &self,
+        name: &str,
+    ) -> Result<async_nats::Client, NatsConnectError> {
         self.connect_with(name, true).await
     }
 
@@ -123,9 +126,9 @@ impl NatsSection {
         &self,
         name: &str,
         background: bool,
-    ) -> Result<async_nats::Client, String> {
+    ) -> Result<async_nats::Client, NatsConnectError> {
         if self.urls.is_empty() {
-            return Err("no NATS server configured (nats.urls)".into());
+            return Err(NatsConnectError::NoServer);
         }
         let mut opts = async_nats::ConnectOptions::new()
             .name(name)
@@ -149,15 +152,20 @@ impl NatsSection {
             opts = opts.user_and_password(user.clone(), self.password().unwrap_or_default());
         }
         if let Some(f) = &self.nkey_seed_file {
-            let seed =
-                std::fs::read_to_string(f).map_err(|e| format!("reading {}: {e}", f.display()))?;
+            let seed = std::fs::read_to_string(f).map_err(|source| NatsConnectError::Read {
+                path: f.clone(),
+                source,
+            })?;
             opts = opts.nkey(seed.trim().to_string());
         }
         if let Some(f) = &self.creds_file {
             opts = opts
                 .credentials_file(f)
                 .await
-                .map_err(|e| format!("reading {}: {e}", f.display()))?;
+                .map_err(|source| NatsConnectError::Read {
+                    path: f.clone(),
+                    source,
+                })?;
         }
         if let Some(ca) = &self.ca_file {
             opts = opts.add_root_certificates(ca.clone()).require_tls(true);
@@ -171,12 +179,37 @@ impl NatsSection {
         let urls: Vec<async_nats::ServerAddr> = self
             .urls
             .iter()
-            .map(|u| u.parse().map_err(|e| format!("nats url {u:?}: {e}")))
-            .collect::<Result<_, String>>()?;
+            .map(|u| {
+                u.parse()
+                    .map_err(|e: std::io::Error| NatsConnectError::Url {
+                        url: u.clone(),
+                        problem: e.to_string(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         opts.connect(urls)
             .await
-            .map_err(|e| format!("connecting to {}: {e}", self.urls.join(",")))
+            .map_err(|e| NatsConnectError::Connect {
+                urls: self.urls.join(","),
+                problem: e.to_string(),
+            })
     }
+}
+
+/// Why a NATS connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsConnectError {
+    #[error("no NATS server configured (nats.urls)")]
+    NoServer,
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("nats url {url:?}: {problem}")]
+    Url { url: String, problem: String },
+    #[error("connecting to {urls}: {problem}")]
+    Connect { urls: String, problem: String },
 }
 
 /// The runtime behind every NATS connection of this process: one worker

@@ -75,7 +75,11 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
     match a.command {
         FleetCommand::Hosts => {
             let hosts = runtime().block_on(async {
-                let client = target.nats.connect("vigil-fleet-client").await?;
+                let client = target
+                    .nats
+                    .connect("vigil-fleet-client")
+                    .await
+                    .map_err(|e| e.to_string())?;
                 known_hosts(&client, &target.prefix, &target.hosts_stream).await
             });
             let hosts = hosts.map_err(|e| anyhow!(e))?;
@@ -271,7 +275,11 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
 /// The newest `last` messages of `stream`, oldest first, as
 /// `{"seq","subject","msg_id","alert"}`.
 async fn stream_tail(target: &Target, stream: &str, last: u64) -> Result<Vec<Value>, String> {
-    let client = target.nats.connect("vigil-fleet-client").await?;
+    let client = target
+        .nats
+        .connect("vigil-fleet-client")
+        .await
+        .map_err(|e| e.to_string())?;
     let js = async_nats::jetstream::new(client);
     let mut st = js
         .get_stream(stream)

@@ -17,6 +17,10 @@
 //! errors; the agent is never affected. The pipeline thread owns the process
 //! table and correlator, so requests reach it through a channel it polls
 //! between events; spool reads happen on the connection's thread.
+//!
+//! Owns: the socket and its JSON protocol. Must not touch: the pipeline's
+//! state except through `pipeline::requests`; history reads go through
+//! `history::context`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -77,7 +77,11 @@ pub async fn scatter(
     interrupt: &AtomicBool,
     on_results: &mut dyn FnMut(&str, Vec<Value>),
 ) -> Result<Gathered, String> {
-    let client = target.nats.connect("vigil-fleet-client").await?;
+    let client = target
+        .nats
+        .connect("vigil-fleet-client")
+        .await
+        .map_err(|e| e.to_string())?;
     let mut gathered = Gathered::default();
     match &target.host {
         Some(h) => {

@@ -25,6 +25,10 @@
 //! `truncated`. Who may send requests is the NATS server's business
 //! (subject permissions per user; see packaging/nats/nats-server.conf);
 //! each agent additionally answers only the kinds in `allow`.
+//!
+//! Owns: subjects, the registry and the request protocol over NATS. Must not
+//! touch: the pipeline (the responder answers through the control handler)
+//! or the CLI (hunts run through `history::query::run_query`).
 
 pub mod client;
 pub mod responder;

@@ -16,6 +16,10 @@
 //! end, truncated, events}`: the host's spooled events from `start`
 //! (duration before the first matched event) up to `end` (the last matched
 //! event's time, exclusive), at most `alerts.window_max_events`, the latest.
+//!
+//! Owns: the process table, the correlator and the spool thread, on their
+//! threads. Must not touch: the control socket, fleet or CLI (they ask through
+//! [`requests`]); sinks (alerts leave through [`outputs`] and the outbox).
 
 mod commit;
 mod event_loop;

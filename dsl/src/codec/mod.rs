@@ -49,6 +49,9 @@
 //!
 //! Version 1 (still decoded, no longer written by the spool) is bincode 2 of
 //! the [`Event`] itself.
+//!
+//! Owns: the record format and its compatibility. Must not touch: blocks,
+//! compression or files (the spool crate frames the records).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

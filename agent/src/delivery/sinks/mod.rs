@@ -4,6 +4,9 @@
 //! with its own outbox cursor: it reads a batch, delivers it, and only then
 //! acknowledges it, retrying with exponential backoff while the receiver is
 //! down. See `outbox.rs` for the at-least-once boundary.
+//!
+//! Owns: sink configuration, validation and delivery threads. Must not
+//! touch: alerts before the outbox holds them.
 
 mod file;
 mod http;
@@ -494,10 +497,25 @@ pub trait Sink: Send {
     fn deliver(&mut self, batch: &[OutboxRecord]) -> Result<Delivered, DeliveryError>;
 }
 
+/// A sink that could not be built: which one, and what is wrong in words
+/// an admin can act on (a missing key, an unreadable CA file, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("sink {name:?}: {problem}")]
+pub struct SinkBuildError {
+    pub name: String,
+    pub problem: String,
+}
+
 /// Builds the sink a config describes (reads CA files, resolves secrets);
 /// `nats` sinks connect with the `[nats]` settings.
-pub fn build(cfg: &SinkConfig, nats: &crate::nats::NatsSection) -> Result<Box<dyn Sink>, String> {
-    let at = |e: String| format!("sink {:?}: {e}", cfg.name);
+pub fn build(
+    cfg: &SinkConfig,
+    nats: &crate::nats::NatsSection,
+) -> Result<Box<dyn Sink>, SinkBuildError> {
+    let at = |problem: String| SinkBuildError {
+        name: cfg.name.clone(),
+        problem,
+    };
     Ok(match cfg.kind {
         SinkKind::File => Box::new(FileSink::new(cfg).map_err(at)?),
         SinkKind::Syslog => Box::new(SyslogSink::new(cfg).map_err(at)?),

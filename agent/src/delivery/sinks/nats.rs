@@ -59,7 +59,7 @@ impl NatsSink {
             .nats
             .connect(&self.name)
             .await
-            .map_err(DeliveryError::Retry)?;
+            .map_err(|e| DeliveryError::Retry(e.to_string()))?;
         let mut js = jetstream::new(client);
         js.set_timeout(self.timeout);
         match js.get_stream(&self.stream).await {

@@ -12,6 +12,9 @@
 //! carries `host.*`, `@timestamp` (wall clock when vigil built the event, in
 //! ns), `event.category`/`type`/`action`, and the acting process with a
 //! stable `process.entity_id` (see [`entity`]).
+//!
+//! Owns: the Linux kernel interfaces and their process table. Must not touch:
+//! the pipeline beyond pushing events.
 
 pub mod entity;
 mod fanotify;

@@ -4,6 +4,9 @@
 //! what the spool's compression and the correlator's indexes meet in
 //! production. Optionally plants the attack chains of the shipped rules (and
 //! near misses) at a fixed rate, so benchmarks and demos have alerts to find.
+//!
+//! Owns: the generator and its paced feed ([`feed`]). Must not touch: the
+//! pipeline beyond pushing events; it is a load, not a source of truth.
 
 pub mod feed;
 

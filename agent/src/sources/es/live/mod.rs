@@ -7,6 +7,9 @@
 //! ([`convert`] → [`mapping::to_event`]) and does a non-blocking push. It
 //! never waits; a full queue drops the event and counts it, and gaps in
 //! `global_seq_num` count what the kernel dropped before delivery.
+//!
+//! Owns: the ES client and its socket poller. Must not touch: the mapping's
+//! meanings (they live in `sources::es::mapping`, shared with eslogger).
 
 mod convert;
 mod libproc;
