@@ -381,7 +381,7 @@ impl Config {
             || self
                 .sinks
                 .iter()
-                .any(|s| s.kind == crate::delivery::sinks::SinkKind::Nats);
+                .any(|s| s.kind() == crate::delivery::sinks::SinkKind::Nats);
         if wants_nats && !self.nats.is_configured() {
             errs.push(
                 "nats.urls is empty, but fleet.enabled or a kind = \"nats\" sink needs it".into(),

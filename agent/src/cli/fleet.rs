@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::cli::{FleetArgs, FleetCommand};
 use crate::config::Config;
 use crate::fleet::client::{known_hosts, scatter, Gathered, Target};
+use crate::fleet::FleetError;
 use crate::nats::runtime;
 
 pub fn run(a: FleetArgs) -> Result<ExitCode> {
@@ -75,14 +76,10 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
     match a.command {
         FleetCommand::Hosts => {
             let hosts = runtime().block_on(async {
-                let client = target
-                    .nats
-                    .connect("vigil-fleet-client")
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let client = target.nats.connect("vigil-fleet-client").await?;
                 known_hosts(&client, &target.prefix, &target.hosts_stream).await
             });
-            let hosts = hosts.map_err(|e| anyhow!(e))?;
+            let hosts = hosts?;
             let now = dsl::time::now_ns();
             for (id, e) in &hosts {
                 if json_out {
@@ -106,7 +103,7 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
         }
         FleetCommand::Alerts { stream, last } => {
             let alerts = runtime().block_on(stream_tail(&target, &stream, last));
-            let alerts = alerts.map_err(|e| anyhow!(e))?;
+            let alerts = alerts?;
             for a in &alerts {
                 if json_out {
                     writeln!(out, "{a}")?;
@@ -181,7 +178,7 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
             if let Some(e) = write_err {
                 return Err(e.into());
             }
-            let gathered = gathered.map_err(|e| anyhow!(e))?;
+            let gathered = gathered?;
             summarize(&gathered, json_out);
             Ok(if found > 0 {
                 ExitCode::SUCCESS
@@ -200,9 +197,8 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
             req.insert("id".into(), json!(id));
             req.insert("window".into(), json!(window));
             req.insert("limit".into(), json!(limit));
-            let g = runtime()
-                .block_on(scatter(&target, "context", req, &interrupt, &mut |_, _| {}))
-                .map_err(|e| anyhow!(e))?;
+            let g =
+                runtime().block_on(scatter(&target, "context", req, &interrupt, &mut |_, _| {}))?;
             let mut any = false;
             for (h, d) in &g.done {
                 let Some(result) = d.result.as_ref().filter(|_| d.ok) else {
@@ -228,15 +224,13 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
         }
         FleetCommand::Status { host } => {
             target.host = host;
-            let g = runtime()
-                .block_on(scatter(
-                    &target,
-                    "status",
-                    Map::new(),
-                    &interrupt,
-                    &mut |_, _| {},
-                ))
-                .map_err(|e| anyhow!(e))?;
+            let g = runtime().block_on(scatter(
+                &target,
+                "status",
+                Map::new(),
+                &interrupt,
+                &mut |_, _| {},
+            ))?;
             if !json_out {
                 writeln!(
                     out,
@@ -274,21 +268,17 @@ pub fn run(a: FleetArgs) -> Result<ExitCode> {
 
 /// The newest `last` messages of `stream`, oldest first, as
 /// `{"seq","subject","msg_id","alert"}`.
-async fn stream_tail(target: &Target, stream: &str, last: u64) -> Result<Vec<Value>, String> {
-    let client = target
-        .nats
-        .connect("vigil-fleet-client")
-        .await
-        .map_err(|e| e.to_string())?;
+async fn stream_tail(target: &Target, stream: &str, last: u64) -> Result<Vec<Value>, FleetError> {
+    let client = target.nats.connect("vigil-fleet-client").await?;
     let js = async_nats::jetstream::new(client);
     let mut st = js
         .get_stream(stream)
         .await
-        .map_err(|e| format!("stream {stream}: {e}"))?;
+        .map_err(FleetError::nats(format!("stream {stream}")))?;
     let state = st
         .info()
         .await
-        .map_err(|e| format!("stream {stream}: {e}"))?
+        .map_err(FleetError::nats(format!("stream {stream}")))?
         .state
         .clone();
     if state.messages == 0 {

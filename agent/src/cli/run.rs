@@ -11,12 +11,13 @@ use crate::pipeline::outputs::StdoutFormat;
 use crate::runtime::{Agent, AgentError, StartOptions};
 
 /// Reads the config file (if any) and applies command-line overrides.
-fn effective_config(a: &RunArgs) -> Result<Config, Vec<String>> {
+fn effective_config(a: &RunArgs) -> Result<Config, Vec<AgentError>> {
     let mut cfg = match &a.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| vec![format!("{}: {e}", path.display())])?;
-            Config::from_toml(&text).map_err(|e| vec![format!("{}: {e}", path.display())])?
+                .map_err(|e| vec![AgentError::Config(format!("{}: {e}", path.display()))])?;
+            Config::from_toml(&text)
+                .map_err(|e| vec![AgentError::Config(format!("{}: {e}", path.display()))])?
         }
         None => Config::default(),
     };
@@ -47,12 +48,7 @@ fn effective_config(a: &RunArgs) -> Result<Config, Vec<String>> {
     if let Some(r) = a.synthetic_rate {
         cfg.source.synthetic_rate = r;
     }
-    let errs = cfg.validate();
-    if errs.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(errs)
-    }
+    Ok(cfg)
 }
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
@@ -61,15 +57,19 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         Err(errs) => return Ok(invalid_configuration(errs)),
     };
     if a.print_config {
+        let invalid = cfg.validate();
+        if !invalid.is_empty() {
+            return Ok(invalid_configuration(
+                invalid.into_iter().map(AgentError::Config).collect(),
+            ));
+        }
         print!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(ExitCode::SUCCESS);
     }
     let agent = match Agent::build(&cfg) {
         Ok(agent) => agent,
-        Err(errs) if errs.iter().all(|e| matches!(e, AgentError::Config(_))) => {
-            return Ok(invalid_configuration(
-                errs.iter().map(ToString::to_string).collect(),
-            ))
+        Err(errs) if errs.iter().all(AgentError::is_configuration) => {
+            return Ok(invalid_configuration(errs))
         }
         Err(mut errs) => return Err(errs.remove(0).into()),
     };
@@ -105,7 +105,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn invalid_configuration(errs: Vec<String>) -> ExitCode {
+fn invalid_configuration(errs: Vec<AgentError>) -> ExitCode {
     eprintln!("vigil: invalid configuration:");
     for e in errs {
         eprintln!("  - {e}");

@@ -31,7 +31,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
 use crossbeam::channel::{bounded, Sender};
 use serde_json::{json, Map, Value};
 use spool::SpoolReader;
@@ -93,21 +92,37 @@ impl ControlHandler {
     }
 }
 
-/// Another agent answers on the socket: this one must not start.
-#[derive(Debug)]
-pub struct AnotherAgent(pub PathBuf);
-
-impl std::fmt::Display for AnotherAgent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "another agent is serving {} (one agent per state directory)",
-            self.0.display()
-        )
-    }
+/// Why the control socket did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Another agent answers on the socket: this one must not start.
+    #[error("another agent is serving {} (one agent per state directory)", .0.display())]
+    AnotherAgent(PathBuf),
+    /// The socket could not be set up (a path too long for a Unix socket,
+    /// say); the agent runs without it.
+    #[error("{what} {}: {source}", path.display())]
+    Socket {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Thread {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
-impl std::error::Error for AnotherAgent {}
+impl ControlError {
+    fn socket(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ControlError {
+        let path = path.to_path_buf();
+        move |source| ControlError::Socket { what, path, source }
+    }
+
+    fn thread(what: &'static str) -> impl FnOnce(std::io::Error) -> ControlError {
+        move |source| ControlError::Thread { what, source }
+    }
+}
 
 /// A request failure: its kind and message.
 struct Failure(&'static str, String);
@@ -128,15 +143,18 @@ fn answer(r: Result<Value, Failure>) -> Value {
 impl ControlServer {
     /// Binds the socket (refusing if another agent answers on it) and
     /// starts accepting.
-    pub fn start(cfg: ControlConfig, pipeline: RequestSender) -> Result<ControlServer> {
+    pub fn start(
+        cfg: ControlConfig,
+        pipeline: RequestSender,
+    ) -> Result<ControlServer, ControlError> {
         let path = cfg.socket.clone();
         if path.exists() {
             if UnixStream::connect(&path).is_ok() {
-                return Err(AnotherAgent(path).into());
+                return Err(ControlError::AnotherAgent(path));
             }
             // Left over by an agent that did not stop cleanly.
             std::fs::remove_file(&path)
-                .with_context(|| format!("removing stale socket {}", path.display()))?;
+                .map_err(ControlError::socket("removing stale socket", &path))?;
         }
         // The socket gets its mode from the umask at bind time: make it 0600
         // from the start instead of fixing it after others could connect.
@@ -145,9 +163,9 @@ impl ControlServer {
         let bound = UnixListener::bind(&path);
         // SAFETY: as above, restoring the previous mask.
         unsafe { libc::umask(old) };
-        let listener = bound.with_context(|| format!("binding {}", path.display()))?;
+        let listener = bound.map_err(ControlError::socket("binding", &path))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("chmod 0600 {}", path.display()))?;
+            .map_err(ControlError::socket("chmod 0600", &path))?;
         let stop = Arc::new(AtomicBool::new(false));
         let server = Arc::new(Server {
             cfg,
@@ -155,13 +173,15 @@ impl ControlServer {
             reader: Mutex::new(None),
             connections: AtomicUsize::new(0),
         });
-        let wake = WakeOnDemand::new().context("making the control thread's wake-up")?;
+        let wake = WakeOnDemand::new()
+            .map_err(ControlError::thread("making the control thread's wake-up"))?;
         let waker = wake.waker();
         let stop2 = Arc::clone(&stop);
         let server2 = Arc::clone(&server);
         let thread = std::thread::Builder::new()
             .name("control".into())
-            .spawn(move || accept_loop(listener, server2, stop2, wake))?;
+            .spawn(move || accept_loop(listener, server2, stop2, wake))
+            .map_err(ControlError::thread("starting the control thread"))?;
         Ok(ControlServer {
             path,
             server,

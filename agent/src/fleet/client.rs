@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::{cancel_subject, request_subject, Chunk, Done, HostEntry};
+use super::{cancel_subject, request_subject, Chunk, Done, FleetError, HostEntry};
 use crate::nats::NatsSection;
 
 /// Where to send and how long to wait.
@@ -44,7 +44,7 @@ pub async fn known_hosts(
     client: &async_nats::Client,
     prefix: &str,
     hosts_stream: &str,
-) -> Result<BTreeMap<String, HostEntry>, String> {
+) -> Result<BTreeMap<String, HostEntry>, FleetError> {
     let js = jetstream::new(client.clone());
     let Ok(stream) = js.get_stream(hosts_stream).await else {
         // No agent has registered yet.
@@ -53,10 +53,10 @@ pub async fn known_hosts(
     let mut subjects = stream
         .info_with_subjects(format!("{prefix}.hosts.*"))
         .await
-        .map_err(|e| format!("listing {hosts_stream}: {e}"))?;
+        .map_err(FleetError::nats(format!("listing {hosts_stream}")))?;
     let mut out = BTreeMap::new();
     while let Some(item) = subjects.next().await {
-        let (subject, _) = item.map_err(|e| format!("listing {hosts_stream}: {e}"))?;
+        let (subject, _) = item.map_err(FleetError::nats(format!("listing {hosts_stream}")))?;
         if let Ok(m) = stream.get_last_raw_message_by_subject(&subject).await {
             if let Ok(entry) = serde_json::from_slice::<HostEntry>(&m.payload) {
                 out.insert(entry.host.clone(), entry);
@@ -76,12 +76,8 @@ pub async fn scatter(
     mut request: serde_json::Map<String, Value>,
     interrupt: &AtomicBool,
     on_results: &mut dyn FnMut(&str, Vec<Value>),
-) -> Result<Gathered, String> {
-    let client = target
-        .nats
-        .connect("vigil-fleet-client")
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<Gathered, FleetError> {
+    let client = target.nats.connect("vigil-fleet-client").await?;
     let mut gathered = Gathered::default();
     match &target.host {
         Some(h) => {
@@ -116,7 +112,7 @@ pub async fn scatter(
     let mut answers = client
         .subscribe(inbox.clone())
         .await
-        .map_err(|e| format!("subscribing to answers: {e}"))?;
+        .map_err(FleetError::nats("subscribing to answers"))?;
     let subject = request_subject(&target.prefix, target.host.as_deref(), kind);
     client
         .publish_with_reply(
@@ -127,11 +123,12 @@ pub async fn scatter(
                 .into(),
         )
         .await
-        .map_err(|e| format!("sending the request to {subject}: {e}"))?;
-    client
-        .flush()
-        .await
-        .map_err(|e| format!("sending the request to {subject}: {e}"))?;
+        .map_err(FleetError::nats(format!(
+            "sending the request to {subject}"
+        )))?;
+    client.flush().await.map_err(FleetError::nats(format!(
+        "sending the request to {subject}"
+    )))?;
 
     let deadline = Instant::now() + target.timeout;
     let mut tick = tokio::time::interval(Duration::from_millis(100));

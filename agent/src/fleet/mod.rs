@@ -136,12 +136,43 @@ pub fn host_subject(prefix: &str, host: &str) -> String {
     format!("{prefix}.hosts.{}", crate::nats::subject_token(host))
 }
 
+/// Why a fleet operation failed. The message is what the other side or
+/// the admin reads; a bad request's goes back on the wire as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The request is malformed or asks for what this agent does not do.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Connect(#[from] crate::nats::NatsConnectError),
+    /// A NATS or JetStream operation failed (`what` says which).
+    #[error("{what}: {problem}")]
+    Nats { what: String, problem: String },
+    #[error("spool: {0}")]
+    Spool(#[from] spool::SpoolError),
+}
+
+impl FleetError {
+    pub fn bad(message: impl Into<String>) -> FleetError {
+        FleetError::BadRequest(message.into())
+    }
+
+    /// For `map_err`: a NATS operation's error, named by what it was doing.
+    pub fn nats<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOnce(E) -> FleetError {
+        let what = what.into();
+        move |e| FleetError::Nats {
+            what,
+            problem: e.to_string(),
+        }
+    }
+}
+
 /// The hosts stream, created if missing: the latest entry per host, for
 /// a week.
 pub async fn hosts_stream(
     js: &async_nats::jetstream::Context,
     fleet: &FleetSection,
-) -> Result<async_nats::jetstream::stream::Stream, String> {
+) -> Result<async_nats::jetstream::stream::Stream, FleetError> {
     use async_nats::jetstream::stream;
     if let Ok(s) = js.get_stream(&fleet.hosts_stream).await {
         return Ok(s);
@@ -155,7 +186,10 @@ pub async fn hosts_stream(
         ..Default::default()
     })
     .await
-    .map_err(|e| format!("creating stream {}: {e}", fleet.hosts_stream))
+    .map_err(FleetError::nats(format!(
+        "creating stream {}",
+        fleet.hosts_stream
+    )))
 }
 
 pub fn cancel_subject(prefix: &str, request_id: &str) -> String {

@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch, Semaphore};
 
+use super::FleetError;
 use super::{Done, FleetSection, HostEntry};
 use crate::control::ControlHandler;
 use crate::history::query::{run_query, Found, Hunt};
@@ -146,7 +147,7 @@ async fn register(
     client: &async_nats::Client,
     ready: &mut Option<jetstream::Context>,
     started_ns: i64,
-) -> Result<(), String> {
+) -> Result<(), FleetError> {
     if ready.is_none() {
         let js = jetstream::new(client.clone());
         super::hosts_stream(&js, &cfg.fleet).await?;
@@ -159,14 +160,14 @@ async fn register(
         started_ns,
         seen_ns: dsl::time::now_ns(),
     };
-    let body = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&entry).expect("a host entry is plain JSON");
     let js = ready.as_ref().expect("set above");
     let subject = super::host_subject(&cfg.fleet.subject_prefix, &cfg.host_id);
     js.publish(subject, body.into())
         .await
-        .map_err(|e| format!("recording this host: {e}"))?
+        .map_err(FleetError::nats("recording this host"))?
         .await
-        .map_err(|e| format!("recording this host: {e}"))?;
+        .map_err(FleetError::nats("recording this host"))?;
     Ok(())
 }
 
@@ -198,7 +199,7 @@ impl Shared {
             Ok(r) => r,
             Err(e) => {
                 done.kind = Some("bad_request".into());
-                done.error = Some(e);
+                done.error = Some(e.to_string());
                 return self.send_done(&reply, done).await;
             }
         };
@@ -271,7 +272,7 @@ impl Shared {
             Ok(j) => j,
             Err(e) => {
                 done.kind = Some("bad_request".into());
-                done.error = Some(e);
+                done.error = Some(e.to_string());
                 return done;
             }
         };
@@ -345,7 +346,7 @@ impl Shared {
             }
             Ok(Err(e)) => {
                 done.kind = Some("bad_request".into());
-                done.error = Some(e);
+                done.error = Some(e.to_string());
             }
             Err(e) => {
                 done.kind = Some("internal".into());
@@ -394,25 +395,29 @@ struct Request {
     rest: Map<String, Value>,
 }
 
-fn parse_request(payload: &[u8]) -> Result<Request, String> {
+fn parse_request(payload: &[u8]) -> Result<Request, FleetError> {
     if payload.len() > crate::control::MAX_REQUEST {
-        return Err("request larger than 64 KiB".into());
+        return Err(FleetError::bad("request larger than 64 KiB"));
     }
-    let v: Value =
-        serde_json::from_slice(payload).map_err(|e| format!("request is not JSON: {e}"))?;
+    let v: Value = serde_json::from_slice(payload)
+        .map_err(|e| FleetError::bad(format!("request is not JSON: {e}")))?;
     let Value::Object(mut obj) = v else {
-        return Err("request must be a JSON object".into());
+        return Err(FleetError::bad("request must be a JSON object"));
     };
     let id = match obj.remove("request_id") {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => s,
         None => String::new(),
-        Some(_) => return Err("request_id must be a string of 1-128 characters".into()),
+        Some(_) => {
+            return Err(FleetError::bad(
+                "request_id must be a string of 1-128 characters",
+            ))
+        }
     };
     let deadline = match obj.remove("deadline_ms") {
         None => DEFAULT_DEADLINE,
         Some(v) => match v.as_u64() {
             Some(ms) if ms > 0 => Duration::from_millis(ms).min(MAX_DEADLINE),
-            _ => return Err("deadline_ms must be a positive number".into()),
+            _ => return Err(FleetError::bad("deadline_ms must be a positive number")),
         },
     };
     Ok(Request {
@@ -438,29 +443,31 @@ struct HuntOutcome {
 }
 
 impl HuntJob {
-    fn from_request(req: &Map<String, Value>, max_results: u64) -> Result<HuntJob, String> {
+    fn from_request(req: &Map<String, Value>, max_results: u64) -> Result<HuntJob, FleetError> {
         for k in req.keys() {
             if !["query", "since", "until", "limit"].contains(&k.as_str()) {
-                return Err(format!("unknown key {k:?} for hunt"));
+                return Err(FleetError::bad(format!("unknown key {k:?} for hunt")));
             }
         }
-        let s = |k: &str| -> Result<Option<&str>, String> {
+        let s = |k: &str| -> Result<Option<&str>, FleetError> {
             match req.get(k) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(v)) => Ok(Some(v.as_str())),
-                Some(_) => Err(format!("{k} must be a string")),
+                Some(_) => Err(FleetError::bad(format!("{k} must be a string"))),
             }
         };
-        let query = s("query")?.ok_or("hunt needs query")?.to_string();
-        let hunt = Hunt::query(&query).map_err(|e| e.to_string())?;
+        let query = s("query")?
+            .ok_or_else(|| FleetError::bad("hunt needs query"))?
+            .to_string();
+        let hunt = Hunt::query(&query).map_err(|e| FleetError::bad(e.to_string()))?;
         let range = crate::history::timearg::time_range(s("since")?, s("until")?)
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| FleetError::bad(format!("{e:#}")))?;
         let limit = match req.get("limit") {
             None | Some(Value::Null) => max_results,
             Some(v) => v
                 .as_u64()
                 .filter(|n| *n > 0)
-                .ok_or("limit must be a positive number")?
+                .ok_or_else(|| FleetError::bad("limit must be a positive number"))?
                 .min(max_results),
         };
         Ok(HuntJob { hunt, range, limit })
@@ -475,8 +482,8 @@ impl HuntJob {
         cancel: &AtomicBool,
         deadline: Instant,
         tx: mpsc::Sender<String>,
-    ) -> Result<HuntOutcome, String> {
-        let reader = spool::SpoolReader::open(spool).map_err(|e| format!("spool: {e}"))?;
+    ) -> Result<HuntOutcome, FleetError> {
+        let reader = spool::SpoolReader::open(spool)?;
         let mut sent = 0u64;
         let mut limited = false;
         let mut timed_out = false;

@@ -8,7 +8,6 @@
 //! decode every block with a fresh [`BlockDecoder`], record by record in
 //! order ([`for_each_event`]).
 
-use anyhow::{Context, Result};
 use dsl::codec::{decode_event, BlockDecoder, CodecError, Decoded, EventEncoder};
 use dsl::event::Text;
 use dsl::Event;
@@ -105,13 +104,38 @@ fn framing_bound(keys: usize) -> usize {
     22 + 8 * keys
 }
 
+/// Why the event store could not open, or take or seal an event.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("creating {}: {source}", path.display())]
+    CreateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening spool {}: {source}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        source: SpoolError,
+    },
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Encode(#[from] CodecError),
+}
+
 impl EventSpool {
-    pub fn open(path: &std::path::Path, config: SpoolConfig) -> Result<EventSpool> {
+    pub fn open(path: &std::path::Path, config: SpoolConfig) -> Result<EventSpool, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
-        let (writer, report) = SpoolWriter::open_or_create(path, config)
-            .with_context(|| format!("opening spool {}", path.display()))?;
+        let (writer, report) =
+            SpoolWriter::open_or_create(path, config).map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if report.corrupt_blocks > 0 {
             tracing::warn!(
                 spool = %path.display(),
@@ -129,7 +153,7 @@ impl EventSpool {
         })
     }
 
-    pub fn append(&mut self, e: &Event) -> Result<()> {
+    pub fn append(&mut self, e: &Event) -> Result<(), StoreError> {
         self.buf.clear();
         self.encoder.encode_into(e, &mut self.buf)?;
         self.key_memo.event_keys(e, &mut self.keys);
@@ -165,7 +189,7 @@ impl EventSpool {
     }
 
     /// Seals the open batch if it is old enough; returns whether it did.
-    pub fn seal_if_due(&mut self) -> Result<bool> {
+    pub fn seal_if_due(&mut self) -> Result<bool, StoreError> {
         let sealed = self.writer.seal_if_due();
         self.sync_encoder();
         Ok(sealed?)
@@ -174,7 +198,7 @@ impl EventSpool {
     /// Seals the open batch if it is due within `slack` (at most a quarter
     /// of `max_batch_age`, so short ages still make whole blocks); returns
     /// whether it did.
-    pub fn seal_if_due_within(&mut self, slack: std::time::Duration) -> Result<bool> {
+    pub fn seal_if_due_within(&mut self, slack: std::time::Duration) -> Result<bool, StoreError> {
         let slack = slack.min(self.writer.max_batch_age() / 4);
         match self.seal_due_in() {
             Some(due) if due <= slack => self.seal().map(|()| true),
@@ -183,13 +207,13 @@ impl EventSpool {
     }
 
     /// Seals the open batch now.
-    pub fn seal(&mut self) -> Result<()> {
+    pub fn seal(&mut self) -> Result<(), StoreError> {
         let sealed = self.writer.seal();
         self.sync_encoder();
         Ok(sealed?)
     }
 
-    pub fn flush(&mut self) -> Result<()> {
+    pub fn flush(&mut self) -> Result<(), StoreError> {
         let flushed = self.writer.flush();
         self.sync_encoder();
         Ok(flushed?)

@@ -5,13 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use crossbeam::channel::{Receiver, TryRecvError};
 use dsl::Event;
 
 use super::commit::{attach_ancestry, window_request_of};
 use super::status::StatusSnapshot;
-use super::{Pipeline, BURST, COMMIT_DELAY, COMMIT_MAX};
+use super::{Pipeline, PipelineError, BURST, COMMIT_DELAY, COMMIT_MAX};
 
 impl Pipeline {
     /// Enrich, spool, correlate, emit: everything one event goes through.
@@ -51,7 +50,7 @@ impl Pipeline {
     }
 
     /// Seals the spool and flushes outputs (clean shutdown).
-    pub fn finish(&mut self) -> Result<()> {
+    pub fn finish(&mut self) -> Result<(), PipelineError> {
         self.commit_alerts();
         self.spool.finish()?;
         self.outputs.flush()?;
@@ -66,7 +65,7 @@ impl Pipeline {
         mut self,
         rx: Receiver<Arc<Event>>,
         stop: Arc<AtomicBool>,
-    ) -> Result<StatusSnapshot> {
+    ) -> Result<StatusSnapshot, PipelineError> {
         let mut last_tick = Instant::now();
         let mut last_log = Instant::now();
         let control = self.requests.take();

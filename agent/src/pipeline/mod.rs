@@ -37,7 +37,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use dsl::alert::Alert;
 use dsl::correlate::{Correlator, CorrelatorConfig};
 use dsl::rules::RuleSet;
@@ -52,6 +51,35 @@ use queue::{QueueCounters, Reclaim};
 use requests::RequestReceiver;
 use spool_thread::{SpoolThread, WindowReply};
 pub use status::StatusSnapshot;
+
+/// What went wrong in the pipeline: its spool, its alert outputs or its
+/// threads. Events keep flowing where they can; the caller logs these.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] crate::history::store::StoreError),
+    #[error("{what} {}: {source}", path.display())]
+    Output {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing alerts to stdout: {0}")]
+    Stdout(std::io::Error),
+    #[error("appending to the outbox {}: {source}", dir.display())]
+    Outbox {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("starting the {0} thread: {1}")]
+    Thread(&'static str, std::io::Error),
+    #[error("the spool thread has stopped")]
+    SpoolThreadStopped,
+    #[error("the spool thread panicked")]
+    SpoolThreadPanicked,
+    #[error("serializing an alert: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
 
 /// Counters shared with the spool thread.
 #[derive(Debug, Default)]
@@ -129,7 +157,7 @@ impl Pipeline {
         cfg: PipelineConfig,
         rules: Arc<RuleSet>,
         queue: Arc<QueueCounters>,
-    ) -> Result<Pipeline> {
+    ) -> Result<Pipeline, PipelineError> {
         let mut table = ProcessTable::new(&cfg.host_id);
         if cfg.seed_process_table {
             table.seed_from_system();

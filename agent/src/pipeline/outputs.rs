@@ -6,9 +6,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use dsl::alert::Alert;
 
+use super::PipelineError;
 use crate::delivery::outbox::Outbox;
 
 /// How alerts are printed on standard output.
@@ -30,18 +30,25 @@ pub struct AlertOutputs {
 }
 
 impl AlertOutputs {
-    pub fn new(stdout: bool, file: Option<&Path>) -> Result<AlertOutputs> {
+    pub fn new(stdout: bool, file: Option<&Path>) -> Result<AlertOutputs, PipelineError> {
         let file = file
-            .map(|p| -> Result<_> {
+            .map(|p| -> Result<_, PipelineError> {
                 if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
+                    std::fs::create_dir_all(dir).map_err(|source| PipelineError::Output {
+                        what: "creating",
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
                 }
                 let f = OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(p)
-                    .with_context(|| format!("opening alert file {}", p.display()))?;
+                    .map_err(|source| PipelineError::Output {
+                        what: "opening alert file",
+                        path: p.to_path_buf(),
+                        source,
+                    })?;
                 Ok((p.to_path_buf(), BufWriter::new(f)))
             })
             .transpose()?;
@@ -70,20 +77,25 @@ impl AlertOutputs {
 
     /// Writes the alert to stdout and the file; the file is flushed per
     /// alert so a crash loses none that were reported.
-    pub fn emit(&mut self, alert: &Alert) -> Result<()> {
+    pub fn emit(&mut self, alert: &Alert) -> Result<(), PipelineError> {
         let line = serde_json::to_string(alert)?;
         if self.stdout {
             let mut out = std::io::stdout().lock();
             match self.stdout_format {
-                StdoutFormat::Json => writeln!(out, "{line}")?,
-                StdoutFormat::Line => writeln!(out, "{}", readable_line(alert))?,
+                StdoutFormat::Json => writeln!(out, "{line}"),
+                StdoutFormat::Line => writeln!(out, "{}", readable_line(alert)),
             }
-            out.flush()?;
+            .and_then(|()| out.flush())
+            .map_err(PipelineError::Stdout)?;
         }
         if let Some((path, f)) = self.file.as_mut() {
             writeln!(f, "{line}")
                 .and_then(|_| f.flush())
-                .with_context(|| format!("writing {}", path.display()))?;
+                .map_err(|source| PipelineError::Output {
+                    what: "writing",
+                    path: path.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -91,14 +103,14 @@ impl AlertOutputs {
     /// Appends the alerts to the outbox (one fsync) and then emits each.
     /// A failing output does not keep the others from their alerts; the
     /// first error is returned.
-    pub fn emit_batch(&mut self, alerts: &[Alert]) -> Result<()> {
+    pub fn emit_batch(&mut self, alerts: &[Alert]) -> Result<(), PipelineError> {
         let mut first_err = None;
         if let Some(outbox) = &self.outbox {
-            if let Err(e) = outbox.append(alerts) {
-                first_err = Some(anyhow::Error::from(e).context(format!(
-                    "appending to the outbox {}",
-                    outbox.dir().display()
-                )));
+            if let Err(source) = outbox.append(alerts) {
+                first_err = Some(PipelineError::Outbox {
+                    dir: outbox.dir().to_path_buf(),
+                    source,
+                });
             }
         }
         for a in alerts {
@@ -109,9 +121,13 @@ impl AlertOutputs {
         first_err.map_or(Ok(()), Err)
     }
 
-    pub fn flush(&mut self) -> Result<()> {
-        if let Some((_, f)) = self.file.as_mut() {
-            f.flush()?;
+    pub fn flush(&mut self) -> Result<(), PipelineError> {
+        if let Some((path, f)) = self.file.as_mut() {
+            f.flush().map_err(|source| PipelineError::Output {
+                what: "writing",
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(())
     }

@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
 use crossbeam::channel::{self, Receiver, Sender, TryRecvError};
 use dsl::alert::RawJson;
 use dsl::Event;
@@ -26,7 +25,7 @@ use super::commit::window_value;
 use super::queue::{Reclaim, RECLAIM_BATCH};
 use super::recent::RecentEvents;
 use super::status::SpoolUsage;
-use super::PipelineCounters;
+use super::{PipelineCounters, PipelineError};
 use crate::history::context::alert_window;
 use crate::history::store::{refreshed_reader, EventSpool};
 
@@ -71,7 +70,7 @@ pub type WindowReply = Receiver<Option<RawJson>>;
 enum SpoolMsg {
     Events(Vec<Arc<Event>>),
     Window(WindowRequest, Sender<Option<RawJson>>),
-    Flush(Sender<Result<(), String>>),
+    Flush(Sender<Result<(), PipelineError>>),
 }
 
 /// The pipeline's end of the spool thread.
@@ -94,7 +93,7 @@ impl SpoolThread {
         window_max_events: usize,
         counters: Arc<PipelineCounters>,
         reclaim: Option<Reclaim>,
-    ) -> Result<SpoolThread> {
+    ) -> Result<SpoolThread, PipelineError> {
         let (tx, rx) = channel::bounded(CHANNEL_BATCHES);
         let usage = Arc::new(Mutex::new(None));
         let worker = SpoolWorker {
@@ -111,7 +110,8 @@ impl SpoolThread {
         worker.publish_usage();
         let thread = std::thread::Builder::new()
             .name("spool".into())
-            .spawn(move || worker.run(rx))?;
+            .spawn(move || worker.run(rx))
+            .map_err(|e| PipelineError::Thread("spool", e))?;
         Ok(SpoolThread {
             tx: Some(tx),
             batch: Vec::with_capacity(BATCH),
@@ -177,15 +177,13 @@ impl SpoolThread {
     }
 
     /// Seals every event handed over so far into the spool.
-    pub fn flush(&mut self) -> Result<()> {
+    pub fn flush(&mut self) -> Result<(), PipelineError> {
         self.send_batch();
         let (tx, rx) = channel::bounded(1);
         if !self.send(SpoolMsg::Flush(tx), true) {
-            return Err(anyhow!("the spool thread has stopped"));
+            return Err(PipelineError::SpoolThreadStopped);
         }
-        rx.recv()
-            .map_err(|_| anyhow!("the spool thread has stopped"))?
-            .map_err(|e| anyhow!(e))
+        rx.recv().map_err(|_| PipelineError::SpoolThreadStopped)?
     }
 
     /// The writer's figures, as of the last message the thread handled.
@@ -194,13 +192,13 @@ impl SpoolThread {
     }
 
     /// Flushes, then stops the thread and waits for it.
-    pub fn finish(&mut self) -> Result<()> {
+    pub fn finish(&mut self) -> Result<(), PipelineError> {
         let flushed = self.flush();
         self.tx = None;
         self.wake();
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
-                return Err(anyhow!("the spool thread panicked"));
+                return Err(PipelineError::SpoolThreadPanicked);
             }
         }
         flushed
@@ -298,7 +296,7 @@ impl SpoolWorker {
                 Ok(SpoolMsg::Window(request, reply)) => self.window(request, reply),
                 Ok(SpoolMsg::Flush(reply)) => {
                     self.answer_deferred();
-                    let _ = reply.send(self.flush().map_err(|e| format!("{e:#}")));
+                    let _ = reply.send(self.flush());
                 }
                 // Woken by the timer (or spuriously): seal if due.
                 Err(TryRecvError::Empty) => {}
@@ -351,9 +349,9 @@ impl SpoolWorker {
         spooled
     }
 
-    fn flush(&mut self) -> Result<()> {
+    fn flush(&mut self) -> Result<(), PipelineError> {
         match self.spool.as_mut() {
-            Some((spool, _)) => spool.flush(),
+            Some((spool, _)) => Ok(spool.flush()?),
             None => Ok(()),
         }
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use dsl::rules::RuleSet;
 
 use crate::config::{Config, SourceKind};
-use crate::control::{AnotherAgent, ControlConfig, ControlServer};
+use crate::control::{ControlConfig, ControlError, ControlServer};
 use crate::delivery::outbox::{Outbox, OutboxConfig};
 use crate::delivery::sinks::{Sink, SinkConfig, SinkSet};
 use crate::fleet::responder::{FleetResponder, ResponderConfig};
@@ -41,16 +41,20 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("reading rules: {0:#}")]
-    Rules(anyhow::Error),
+    #[error(transparent)]
+    Rules(#[from] crate::rule_files::RuleFilesError),
     #[error("no rule loaded; fix the errors above")]
     NoRules,
-    #[error("opening alert outputs: {0:#}")]
-    Outputs(anyhow::Error),
+    /// A sink that cannot be built from its settings.
     #[error(transparent)]
-    AnotherAgent(#[from] AnotherAgent),
-    #[error("starting the pipeline: {0:#}")]
-    Pipeline(anyhow::Error),
+    Sink(#[from] crate::delivery::sinks::SinkBuildError),
+    #[error("opening alert outputs: {0}")]
+    Outputs(crate::pipeline::PipelineError),
+    /// Another agent serves this state directory.
+    #[error(transparent)]
+    AnotherAgent(ControlError),
+    #[error("the pipeline: {0}")]
+    Pipeline(#[from] crate::pipeline::PipelineError),
     #[error("{0}")]
     Source(#[from] SourceError),
     #[error("{what}: {source}")]
@@ -63,6 +67,12 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// A problem of the configuration, reported with the others before
+    /// anything starts.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, AgentError::Config(_) | AgentError::Sink(_))
+    }
+
     fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> AgentError {
         move |source| AgentError::Io { what, source }
     }
@@ -177,15 +187,13 @@ impl Agent {
             );
             match started {
                 Ok(s) => Some(s),
-                Err(e) => match e.downcast::<AnotherAgent>() {
-                    Ok(another) => return Err(another.into()),
-                    // Detection matters more than the socket (a path too long
-                    // for a Unix socket, say): run without it.
-                    Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "control socket unavailable: vigil status shows status.json only; context and rules reload will not work");
-                        None
-                    }
-                },
+                Err(e @ ControlError::AnotherAgent(_)) => return Err(AgentError::AnotherAgent(e)),
+                // Detection matters more than the socket (a path too long
+                // for a Unix socket, say): run without it.
+                Err(e) => {
+                    tracing::error!(error = %e, "control socket unavailable: vigil status shows status.json only; context and rules reload will not work");
+                    None
+                }
             }
         } else {
             None
@@ -287,7 +295,7 @@ pub struct RunningAgent {
     wake: WakeOnDemand,
     source: Option<Box<dyn Source>>,
     keep_open: Option<crate::pipeline::queue::EventSender>,
-    worker: JoinHandle<anyhow::Result<StatusSnapshot>>,
+    worker: JoinHandle<Result<StatusSnapshot, crate::pipeline::PipelineError>>,
     control: Option<ControlServer>,
     fleet: Option<FleetResponder>,
     sink_set: Option<SinkSet>,
@@ -355,7 +363,7 @@ fn open_sinks(cfg: &Config) -> Result<(Outbox, BuiltSinks), Vec<AgentError>> {
     for s in &cfg.sinks {
         match crate::delivery::sinks::build(s, &cfg.nats) {
             Ok(b) => built.push((s.clone(), b)),
-            Err(e) => errs.push(AgentError::Config(e.to_string())),
+            Err(e) => errs.push(e.into()),
         }
     }
     let names: Vec<String> = cfg.sinks.iter().map(|s| s.name.clone()).collect();

@@ -39,10 +39,15 @@ pub enum SourceError {
     /// The source does not run on this OS.
     #[error("{0}")]
     Unsupported(&'static str),
-    #[error("starting the {what}: {source:#}")]
+    #[error("opening {}: {source}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("starting the {what}: {source}")]
     Start {
         what: &'static str,
-        source: anyhow::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -61,39 +66,34 @@ pub struct SourceContext {
 
 /// Starts the source `cfg.source.kind` names.
 pub fn start(cfg: &Config, ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
-    let started = |what, r: anyhow::Result<Box<dyn Source>>| {
-        r.map_err(|source| SourceError::Start { what, source })
-    };
     match cfg.source.kind {
-        SourceKind::Replay => started(
-            "replay",
-            replay::start(
-                cfg.source.replay_files.clone(),
-                cfg.source.replay_pace,
-                ctx.queue,
-                Arc::clone(&ctx.stop),
-                ctx.ended,
-            )
-            .map(|h| ThreadSource::boxed(h, ctx.stop)),
-        ),
-        SourceKind::Synthetic => started(
-            "synthetic source",
-            synthetic::feed::start(
-                synthetic::SyntheticConfig {
-                    seed: cfg.source.synthetic_seed,
-                    plant_every: cfg.source.synthetic_plant_every,
-                    plant: cfg.source.synthetic_plant,
-                    host_id: ctx.host_id.clone(),
-                    ..synthetic::SyntheticConfig::default()
-                },
-                cfg.source.synthetic_rate,
-                ctx.synthetic_limit,
-                ctx.queue,
-                Arc::clone(&ctx.stop),
-                ctx.ended,
-            )
-            .map(|h| ThreadSource::boxed(h, ctx.stop)),
-        ),
+        SourceKind::Replay => replay::start(
+            cfg.source.replay_files.clone(),
+            cfg.source.replay_pace,
+            ctx.queue,
+            Arc::clone(&ctx.stop),
+            ctx.ended,
+        )
+        .map(|h| ThreadSource::boxed(h, ctx.stop)),
+        SourceKind::Synthetic => synthetic::feed::start(
+            synthetic::SyntheticConfig {
+                seed: cfg.source.synthetic_seed,
+                plant_every: cfg.source.synthetic_plant_every,
+                plant: cfg.source.synthetic_plant,
+                host_id: ctx.host_id.clone(),
+                ..synthetic::SyntheticConfig::default()
+            },
+            cfg.source.synthetic_rate,
+            ctx.synthetic_limit,
+            ctx.queue,
+            Arc::clone(&ctx.stop),
+            ctx.ended,
+        )
+        .map(|h| ThreadSource::boxed(h, ctx.stop))
+        .map_err(|e| SourceError::Start {
+            what: "synthetic source",
+            source: e.into(),
+        }),
         SourceKind::Linux => start_linux(cfg, ctx),
         SourceKind::EndpointSecurity => start_endpoint_security(ctx),
         SourceKind::Eslogger => start_eslogger(ctx),
@@ -183,7 +183,7 @@ fn start_endpoint_security(ctx: SourceContext) -> Result<Box<dyn Source>, Source
         Ok(s) => Ok(Box::new(s)),
         Err(e) => Err(SourceError::Start {
             what: "Endpoint Security client",
-            source: anyhow::anyhow!("{e}"),
+            source: e.to_string().into(),
         }),
     }
 }
@@ -210,9 +210,9 @@ fn start_eslogger(ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
     );
     match start_eslogger(&EsloggerCommand::default(), map, ctx.queue, ctx.stop) {
         Ok(s) => Ok(Box::new(s)),
-        Err(source) => Err(SourceError::Start {
+        Err(e) => Err(SourceError::Start {
             what: "eslogger source",
-            source,
+            source: e.into(),
         }),
     }
 }

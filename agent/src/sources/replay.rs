@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use dsl::ecs::EcsReader;
 use dsl::Event;
 
+use super::SourceError;
 use crate::pipeline::queue::EventSender;
 use crate::wake::Waker;
 
@@ -24,10 +24,13 @@ pub fn start(
     tx: EventSender,
     stop: Arc<AtomicBool>,
     done: Waker,
-) -> Result<JoinHandle<u64>> {
+) -> Result<JoinHandle<u64>, SourceError> {
     let mut events: Vec<Event> = Vec::new();
     for path in &files {
-        let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let f = std::fs::File::open(path).map_err(|source| SourceError::Open {
+            path: path.clone(),
+            source,
+        })?;
         for r in EcsReader::new(BufReader::new(f)) {
             match r {
                 Ok(e) => events.push(e),
@@ -36,7 +39,7 @@ pub fn start(
         }
     }
     events.sort_by_key(|e| e.timestamp_ns);
-    Ok(std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("replay".into())
         .spawn(move || {
             let mut sent = 0;
@@ -60,5 +63,9 @@ pub fn start(
             }
             done.wake();
             sent
-        })?)
+        })
+        .map_err(|e| SourceError::Start {
+            what: "replay thread",
+            source: e.into(),
+        })
 }

@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Delivered, DeliveryError, SinkConfig};
+use super::{Delivered, DeliveryError, FileSettings, SinkSetupError};
 use crate::delivery::outbox::OutboxRecord;
 
 pub struct FileSink {
@@ -23,8 +23,8 @@ fn numbered(path: &Path, n: u32) -> PathBuf {
 }
 
 impl FileSink {
-    pub fn new(cfg: &SinkConfig) -> Result<FileSink, String> {
-        let path = cfg.path.clone().ok_or("needs path")?;
+    pub fn new(cfg: &FileSettings) -> Result<FileSink, SinkSetupError> {
+        let path = cfg.path.clone().ok_or(SinkSetupError::Missing("path"))?;
         Ok(FileSink {
             path,
             max_bytes: cfg.max_mb.unwrap_or(100).saturating_mul(1 << 20),

@@ -19,7 +19,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{tls, Delivered, DeliveryError, HttpFormat, SinkConfig};
+use super::{
+    tls, Delivered, DeliveryError, DeliverySettings, HttpFormat, HttpSettings, SinkSetupError,
+    UrlError,
+};
 use crate::delivery::outbox::OutboxRecord;
 
 pub struct HttpSink {
@@ -34,29 +37,32 @@ pub struct HttpSink {
 }
 
 /// Checks an `http(s)://host[:port]/path` URL; true if https.
-pub(crate) fn parse_url(url: &str) -> Result<bool, String> {
+pub(crate) fn parse_url(url: &str) -> Result<bool, UrlError> {
     let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {
         (false, r)
     } else {
-        return Err("must start with http:// or https://".into());
+        return Err(UrlError::Scheme);
     };
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() || host.starts_with(':') {
-        return Err("needs a host".into());
+        return Err(UrlError::NoHost);
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("must not contain spaces".into());
+        return Err(UrlError::Spaces);
     }
     Ok(https)
 }
 
 impl HttpSink {
-    pub fn new(cfg: &SinkConfig) -> Result<HttpSink, String> {
-        let url = cfg.url.clone().ok_or("needs url")?;
+    pub fn new(
+        cfg: &HttpSettings,
+        delivery: &DeliverySettings,
+    ) -> Result<HttpSink, SinkSetupError> {
+        let url = cfg.url.clone().ok_or(SinkSetupError::Missing("url"))?;
         let https = parse_url(&url)?;
-        let timeout: Duration = cfg.timeout();
+        let timeout: Duration = delivery.timeout();
         let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(timeout)
             .timeout(timeout)
@@ -65,18 +71,17 @@ impl HttpSink {
         if https {
             builder = builder.tls_config(tls::client_config(cfg.ca_file.as_deref())?);
         }
-        let auth =
-            match (&cfg.auth_header, &cfg.auth_header_env) {
-                (Some(v), _) => Some(v.clone()),
-                (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
-                    format!("auth_header_env: environment variable {var} is not set")
-                })?),
-                (None, None) => None,
-            };
+        let auth = match (&cfg.auth_header, &cfg.auth_header_env) {
+            (Some(v), _) => Some(v.clone()),
+            (None, Some(var)) => {
+                Some(std::env::var(var).map_err(|_| SinkSetupError::AuthEnv(var.clone()))?)
+            }
+            (None, None) => None,
+        };
         Ok(HttpSink {
             agent: builder.build(),
             url,
-            format: cfg.format.ok_or("needs format")?,
+            format: cfg.format.ok_or(SinkSetupError::Missing("format"))?,
             auth,
             index: cfg.index.clone().unwrap_or_else(|| "vigil-alerts".into()),
             splunk_index: cfg.index.clone(),

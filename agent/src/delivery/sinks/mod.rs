@@ -8,13 +8,13 @@
 //! Owns: sink configuration, validation and delivery threads. Must not
 //! touch: alerts before the outbox holds them.
 
+mod config;
 mod file;
 mod http;
 mod nats;
 mod syslog;
 mod tls;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -24,449 +24,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::delivery::outbox::{Outbox, OutboxReader, OutboxRecord};
 
+pub(crate) use config::{facility_code, split_host_port};
+pub use config::{
+    validate_all, AddressError, DeliverySettings, FileSettings, HttpFormat, HttpSettings,
+    NatsSettings, SinkConfig, SinkKind, SinkSettings, SinkSetupError, SyslogSettings, UrlError,
+};
 pub use file::FileSink;
 pub use http::HttpSink;
 pub use nats::{subject_for as nats_subject_for, NatsSink};
 pub use syslog::{format_rfc5424, SyslogSink};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SinkKind {
-    File,
-    Syslog,
-    Http,
-    /// NATS JetStream (connection settings from `[nats]`).
-    Nats,
-}
-
-impl SinkKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SinkKind::File => "file",
-            SinkKind::Syslog => "syslog",
-            SinkKind::Http => "http",
-            SinkKind::Nats => "nats",
-        }
-    }
-}
-
-/// Body format of an `http` sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HttpFormat {
-    /// Elasticsearch `_bulk`: `create` actions with `_id` = alert id.
-    EsBulk,
-    /// Splunk HTTP Event Collector: one event object per alert.
-    SplunkHec,
-    /// A JSON array of alerts.
-    Webhook,
-}
-
-/// One `[[sinks]]` table. Keys that do not apply to the kind are errors
-/// (see [`SinkConfig::validate`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkConfig {
-    pub kind: SinkKind,
-    /// Unique; names the cursor file, so `[A-Za-z0-9_-]`.
-    pub name: String,
-    // file
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<PathBuf>,
-    /// Rotate the file when it would grow past this size.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_mb: Option<u64>,
-    /// Rotated files kept (`path.1` newest .. `path.N`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep: Option<u32>,
-    // syslog
-    /// `host:port` of the receiver.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub facility: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_name: Option<String>,
-    /// Larger alerts are shrunk (window events, then ancestry dropped).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_message_kb: Option<u64>,
-    // http
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<HttpFormat>,
-    /// Value of the `Authorization` header (`ApiKey ...`, `Splunk <token>`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth_header: Option<String>,
-    /// Name of an environment variable holding that value instead.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth_header_env: Option<String>,
-    /// Elasticsearch index / Splunk index.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<String>,
-    /// Splunk sourcetype.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sourcetype: Option<String>,
-    // nats
-    /// JetStream stream name (default `VIGIL_ALERTS`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stream: Option<String>,
-    /// Alerts go to `<subject_prefix>.<host>.<severity>` (default `vigil.alerts`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject_prefix: Option<String>,
-    /// Create the stream (subjects `<subject_prefix>.>`) if it is missing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_stream: Option<bool>,
-    /// De-duplication window of a stream this sink creates (seconds).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duplicate_window_s: Option<u64>,
-    // TLS (syslog with tls = true, https URLs)
-    /// PEM file of the CA certificates to trust instead of the public roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-    /// Syslog over TLS: name to verify the server certificate against
-    /// (default: the host of `address`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
-    // delivery (all kinds)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_max: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_max_kb: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_min_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_max_ms: Option<u64>,
-}
-
-const FACILITIES: &[&str] = &[
-    "kern",
-    "user",
-    "mail",
-    "daemon",
-    "auth",
-    "syslog",
-    "lpr",
-    "news",
-    "uucp",
-    "cron",
-    "authpriv",
-    "ftp",
-    "ntp",
-    "security",
-    "console",
-    "solaris-cron",
-    "local0",
-    "local1",
-    "local2",
-    "local3",
-    "local4",
-    "local5",
-    "local6",
-    "local7",
-];
-
-pub(crate) fn facility_code(name: &str) -> Option<u8> {
-    FACILITIES
-        .iter()
-        .position(|f| *f == name)
-        .and_then(|i| u8::try_from(i).ok())
-}
-
-impl SinkConfig {
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms.unwrap_or(10_000))
-    }
-
-    pub fn batch_max(&self) -> usize {
-        self.batch_max.unwrap_or(100)
-    }
-
-    pub fn batch_max_bytes(&self) -> usize {
-        (self.batch_max_kb.unwrap_or(1024) as usize).saturating_mul(1024)
-    }
-
-    pub fn retry_min(&self) -> Duration {
-        Duration::from_millis(self.retry_min_ms.unwrap_or(500))
-    }
-
-    pub fn retry_max(&self) -> Duration {
-        Duration::from_millis(self.retry_max_ms.unwrap_or(60_000))
-    }
-
-    /// The names of the keys that are set, for "does not apply" checks.
-    fn set_keys(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        let mut k = |set: bool, name: &'static str| {
-            if set {
-                v.push(name)
-            }
-        };
-        k(self.path.is_some(), "path");
-        k(self.max_mb.is_some(), "max_mb");
-        k(self.keep.is_some(), "keep");
-        k(self.address.is_some(), "address");
-        k(self.tls.is_some(), "tls");
-        k(self.facility.is_some(), "facility");
-        k(self.app_name.is_some(), "app_name");
-        k(self.max_message_kb.is_some(), "max_message_kb");
-        k(self.url.is_some(), "url");
-        k(self.format.is_some(), "format");
-        k(self.auth_header.is_some(), "auth_header");
-        k(self.auth_header_env.is_some(), "auth_header_env");
-        k(self.index.is_some(), "index");
-        k(self.sourcetype.is_some(), "sourcetype");
-        k(self.ca_file.is_some(), "ca_file");
-        k(self.server_name.is_some(), "server_name");
-        k(self.stream.is_some(), "stream");
-        k(self.subject_prefix.is_some(), "subject_prefix");
-        k(self.create_stream.is_some(), "create_stream");
-        k(self.duplicate_window_s.is_some(), "duplicate_window_s");
-        v
-    }
-
-    /// Every problem with this sink, each prefixed with where it is.
-    pub fn validate(&self, index: usize) -> Vec<String> {
-        let at = format!("sinks[{index}] ({} {:?})", self.kind.as_str(), self.name);
-        let mut errs = Vec::new();
-        let mut err = |m: String| errs.push(format!("{at}: {m}"));
-        if self.name.is_empty()
-            || self.name.len() > 64
-            || !self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            err("name must be 1-64 characters of A-Z a-z 0-9 - _".into());
-        }
-        let allowed: &[&str] = match self.kind {
-            SinkKind::File => &["path", "max_mb", "keep"],
-            SinkKind::Syslog => &[
-                "address",
-                "tls",
-                "facility",
-                "app_name",
-                "max_message_kb",
-                "ca_file",
-                "server_name",
-            ],
-            SinkKind::Http => &[
-                "url",
-                "format",
-                "auth_header",
-                "auth_header_env",
-                "index",
-                "sourcetype",
-                "ca_file",
-            ],
-            SinkKind::Nats => &[
-                "stream",
-                "subject_prefix",
-                "create_stream",
-                "duplicate_window_s",
-            ],
-        };
-        for key in self.set_keys() {
-            if !allowed.contains(&key) {
-                err(format!(
-                    "key `{key}` does not apply to kind = \"{}\"",
-                    self.kind.as_str()
-                ));
-            }
-        }
-        match self.kind {
-            SinkKind::File => {
-                if self.path.as_ref().is_none_or(|p| p.as_os_str().is_empty()) {
-                    err("needs path".into());
-                }
-                if self.max_mb.is_some_and(|m| !(1..=1 << 20).contains(&m)) {
-                    err("max_mb must be between 1 and 1048576".into());
-                }
-                if self.keep.is_some_and(|k| !(1..=1000).contains(&k)) {
-                    err("keep must be between 1 and 1000".into());
-                }
-            }
-            SinkKind::Syslog => {
-                match self.address.as_deref() {
-                    None => err("needs address (host:port)".into()),
-                    Some(a) => {
-                        if let Err(m) = split_host_port(a) {
-                            err(format!("address {a:?}: {m}"));
-                        }
-                    }
-                }
-                if let Some(f) = &self.facility {
-                    if facility_code(f).is_none() {
-                        err(format!(
-                            "unknown facility {f:?} (one of {})",
-                            FACILITIES.join(", ")
-                        ));
-                    }
-                }
-                if let Some(a) = &self.app_name {
-                    if a.is_empty() || a.len() > 48 || !a.bytes().all(|b| (33..=126).contains(&b)) {
-                        err(
-                            "app_name must be 1-48 printable ASCII characters without spaces"
-                                .into(),
-                        );
-                    }
-                }
-                if self
-                    .max_message_kb
-                    .is_some_and(|m| !(1..=65_536).contains(&m))
-                {
-                    err("max_message_kb must be between 1 and 65536".into());
-                }
-                if self.tls != Some(true) {
-                    for (set, key) in [
-                        (self.ca_file.is_some(), "ca_file"),
-                        (self.server_name.is_some(), "server_name"),
-                    ] {
-                        if set {
-                            err(format!("{key} only applies with tls = true"));
-                        }
-                    }
-                }
-            }
-            SinkKind::Http => {
-                match self.url.as_deref() {
-                    None => err("needs url".into()),
-                    Some(u) => match http::parse_url(u) {
-                        Err(m) => err(format!("url {u:?}: {m}")),
-                        Ok(false) if self.ca_file.is_some() => {
-                            err("ca_file only applies to https:// URLs".into())
-                        }
-                        Ok(_) => {}
-                    },
-                }
-                match self.format {
-                    None => err("needs format (es_bulk, splunk_hec or webhook)".into()),
-                    Some(HttpFormat::EsBulk) | Some(HttpFormat::SplunkHec) => {}
-                    Some(HttpFormat::Webhook) if self.index.is_some() => {
-                        err("index does not apply to format = \"webhook\"".into())
-                    }
-                    Some(HttpFormat::Webhook) => {}
-                }
-                if self.sourcetype.is_some() && self.format != Some(HttpFormat::SplunkHec) {
-                    err("sourcetype only applies to format = \"splunk_hec\"".into());
-                }
-                if self.auth_header.is_some() && self.auth_header_env.is_some() {
-                    err("set auth_header or auth_header_env, not both".into());
-                }
-                if let Some(var) = &self.auth_header_env {
-                    if std::env::var(var).map_or(true, |v| v.is_empty()) {
-                        err(format!(
-                            "auth_header_env: environment variable {var} is not set"
-                        ));
-                    }
-                }
-                if let Some(h) = self.auth_header.as_deref() {
-                    if h.bytes().any(|b| b == b'\r' || b == b'\n') {
-                        err("auth_header must be one line".into());
-                    }
-                }
-            }
-            SinkKind::Nats => {
-                if let Some(st) = &self.stream {
-                    if st.is_empty()
-                        || st.len() > 64
-                        || !st
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                    {
-                        err("stream must be 1-64 characters of A-Z a-z 0-9 - _".into());
-                    }
-                }
-                if let Some(p) = &self.subject_prefix {
-                    let bad_token = p.split('.').any(|t| {
-                        t.is_empty()
-                            || t.contains(['*', '>'])
-                            || t.chars().any(|c| c.is_whitespace() || c.is_control())
-                    });
-                    if bad_token {
-                        err(format!(
-                            "subject_prefix {p:?} must be dot-separated tokens without spaces or wildcards"
-                        ));
-                    }
-                }
-                if self
-                    .duplicate_window_s
-                    .is_some_and(|d| !(1..=86_400).contains(&d))
-                {
-                    err("duplicate_window_s must be between 1 and 86400".into());
-                }
-            }
-        }
-        if let Some(ca) = &self.ca_file {
-            if !ca.is_file() {
-                err(format!("ca_file {} is not a file", ca.display()));
-            }
-        }
-        if self
-            .timeout_ms
-            .is_some_and(|t| !(100..=300_000).contains(&t))
-        {
-            err("timeout_ms must be between 100 and 300000".into());
-        }
-        if self.batch_max.is_some_and(|b| !(1..=10_000).contains(&b)) {
-            err("batch_max must be between 1 and 10000".into());
-        }
-        if self
-            .batch_max_kb
-            .is_some_and(|b| !(1..=102_400).contains(&b))
-        {
-            err("batch_max_kb must be between 1 and 102400".into());
-        }
-        if self
-            .retry_min_ms
-            .is_some_and(|r| !(10..=3_600_000).contains(&r))
-        {
-            err("retry_min_ms must be between 10 and 3600000".into());
-        }
-        if self.retry_max_ms.is_some_and(|r| r > 3_600_000) {
-            err("retry_max_ms must be at most 3600000".into());
-        }
-        if self.retry_max() < self.retry_min() {
-            err("retry_max_ms must not be below retry_min_ms".into());
-        }
-        errs
-    }
-}
-
-/// Duplicate names across sinks (each sink's own checks are in `validate`).
-pub fn validate_all(sinks: &[SinkConfig]) -> Vec<String> {
-    let mut errs: Vec<String> = sinks
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| s.validate(i))
-        .collect();
-    for (i, s) in sinks.iter().enumerate() {
-        if sinks[..i].iter().any(|o| o.name == s.name) {
-            errs.push(format!("sinks[{i}]: duplicate sink name {:?}", s.name));
-        }
-    }
-    errs
-}
-
-/// `host:port` (or `[v6]:port`).
-pub(crate) fn split_host_port(addr: &str) -> Result<(String, u16), String> {
-    let (host, port) = addr.rsplit_once(':').ok_or("needs a port (host:port)")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err("needs a host".into());
-    }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("port {port:?} is not a number from 1 to 65535"))?;
-    if port == 0 {
-        return Err("port 0 is not a port".into());
-    }
-    Ok((host.to_string(), port))
-}
 
 /// Accepted records, with the ones the receiver refused for good.
 #[derive(Debug, Default)]
@@ -500,10 +66,10 @@ pub trait Sink: Send {
 /// A sink that could not be built: which one, and what is wrong in words
 /// an admin can act on (a missing key, an unreadable CA file, ...).
 #[derive(Debug, thiserror::Error)]
-#[error("sink {name:?}: {problem}")]
+#[error("sink {name:?}: {source}")]
 pub struct SinkBuildError {
     pub name: String,
-    pub problem: String,
+    pub source: SinkSetupError,
 }
 
 /// Builds the sink a config describes (reads CA files, resolves secrets);
@@ -512,15 +78,16 @@ pub fn build(
     cfg: &SinkConfig,
     nats: &crate::nats::NatsSection,
 ) -> Result<Box<dyn Sink>, SinkBuildError> {
-    let at = |problem: String| SinkBuildError {
+    let at = |source: SinkSetupError| SinkBuildError {
         name: cfg.name.clone(),
-        problem,
+        source,
     };
-    Ok(match cfg.kind {
-        SinkKind::File => Box::new(FileSink::new(cfg).map_err(at)?),
-        SinkKind::Syslog => Box::new(SyslogSink::new(cfg).map_err(at)?),
-        SinkKind::Http => Box::new(HttpSink::new(cfg).map_err(at)?),
-        SinkKind::Nats => Box::new(NatsSink::new(cfg, nats).map_err(at)?),
+    let d = &cfg.delivery;
+    Ok(match &cfg.settings {
+        SinkSettings::File(s) => Box::new(FileSink::new(s).map_err(at)?),
+        SinkSettings::Syslog(s) => Box::new(SyslogSink::new(s, d).map_err(at)?),
+        SinkSettings::Http(s) => Box::new(HttpSink::new(s, d).map_err(at)?),
+        SinkSettings::Nats(s) => Box::new(NatsSink::new(&cfg.name, s, d, nats).map_err(at)?),
     })
 }
 
@@ -645,7 +212,7 @@ impl SinkSet {
         let mut stats = Vec::new();
         for (cfg, sink) in sinks {
             let st = Arc::new(SinkStats::default());
-            stats.push((cfg.name.clone(), cfg.kind, Arc::clone(&st)));
+            stats.push((cfg.name.clone(), cfg.kind(), Arc::clone(&st)));
             let reader = outbox.reader(&cfg.name);
             let stop = Arc::clone(&stop);
             threads.push(
@@ -690,7 +257,7 @@ fn deliver_loop(
 ) {
     let name = cfg.name.as_str();
     let mut pending: Vec<OutboxRecord> = Vec::new();
-    let mut backoff = cfg.retry_min();
+    let mut backoff = cfg.delivery.retry_min();
     // After a permanent error, records go one by one until this many are past.
     let mut isolate = 0usize;
     loop {
@@ -702,8 +269,8 @@ fn deliver_loop(
                 return;
             }
             match reader.read_batch(
-                cfg.batch_max(),
-                cfg.batch_max_bytes(),
+                cfg.delivery.batch_max(),
+                cfg.delivery.batch_max_bytes(),
                 Duration::from_millis(200),
             ) {
                 Ok(b) => pending = b,
@@ -713,7 +280,7 @@ fn deliver_loop(
                     if !stop.pause(backoff) {
                         return;
                     }
-                    backoff = (backoff * 2).min(cfg.retry_max());
+                    backoff = (backoff * 2).min(cfg.delivery.retry_max());
                 }
             }
             continue;
@@ -742,7 +309,7 @@ fn deliver_loop(
                 stats.set_error(None);
                 pending.drain(..n);
                 isolate = isolate.saturating_sub(n);
-                backoff = cfg.retry_min();
+                backoff = cfg.delivery.retry_min();
             }
             Err(DeliveryError::Permanent(e)) if n == 1 => {
                 tracing::error!(sink = name, seq = pending[0].seq, error = %e, "receiver rejected an alert for good; skipped");
@@ -765,7 +332,7 @@ fn deliver_loop(
                 if !stop.pause(backoff) {
                     return;
                 }
-                backoff = (backoff * 2).min(cfg.retry_max());
+                backoff = (backoff * 2).min(cfg.delivery.retry_max());
             }
         }
     }

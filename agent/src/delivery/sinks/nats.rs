@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use bytes::Bytes;
 
-use super::{Delivered, DeliveryError, SinkConfig};
+use super::{Delivered, DeliveryError, DeliverySettings, NatsSettings, SinkSetupError};
 use crate::delivery::outbox::OutboxRecord;
 use crate::nats::{runtime, subject_token, NatsSection};
 
@@ -30,13 +30,18 @@ pub struct NatsSink {
 }
 
 impl NatsSink {
-    pub fn new(cfg: &SinkConfig, nats: &NatsSection) -> Result<NatsSink, String> {
+    pub fn new(
+        name: &str,
+        cfg: &NatsSettings,
+        delivery: &DeliverySettings,
+        nats: &NatsSection,
+    ) -> Result<NatsSink, SinkSetupError> {
         if !nats.is_configured() {
-            return Err("kind = \"nats\" needs the [nats] section (urls)".into());
+            return Err(SinkSetupError::NoNats);
         }
         Ok(NatsSink {
             nats: nats.clone(),
-            name: format!("vigil-sink-{}", cfg.name),
+            name: format!("vigil-sink-{name}"),
             stream: cfg.stream.clone().unwrap_or_else(|| DEFAULT_STREAM.into()),
             prefix: cfg
                 .subject_prefix
@@ -44,7 +49,7 @@ impl NatsSink {
                 .unwrap_or_else(|| DEFAULT_SUBJECT_PREFIX.into()),
             create_stream: cfg.create_stream.unwrap_or(true),
             duplicate_window: Duration::from_secs(cfg.duplicate_window_s.unwrap_or(600)),
-            timeout: cfg.timeout(),
+            timeout: delivery.timeout(),
             js: None,
         })
     }

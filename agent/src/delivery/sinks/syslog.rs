@@ -24,7 +24,10 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use rustls_pki_types::ServerName;
 use serde::Deserialize;
 
-use super::{facility_code, split_host_port, tls, Delivered, DeliveryError, SinkConfig};
+use super::{
+    facility_code, split_host_port, tls, Delivered, DeliveryError, DeliverySettings,
+    SinkSetupError, SyslogSettings,
+};
 use crate::delivery::outbox::OutboxRecord;
 
 enum Conn {
@@ -88,8 +91,12 @@ pub struct SyslogSink {
 }
 
 impl SyslogSink {
-    pub fn new(cfg: &SinkConfig) -> Result<SyslogSink, String> {
-        let (host, port) = split_host_port(cfg.address.as_deref().ok_or("needs address")?)?;
+    pub fn new(
+        cfg: &SyslogSettings,
+        delivery: &DeliverySettings,
+    ) -> Result<SyslogSink, SinkSetupError> {
+        let address = cfg.address.as_deref();
+        let (host, port) = split_host_port(address.ok_or(SinkSetupError::Missing("address"))?)?;
         let tls = if cfg.tls == Some(true) {
             let name = cfg.server_name.clone().unwrap_or_else(|| host.clone());
             Some((
@@ -103,7 +110,7 @@ impl SyslogSink {
             host,
             port,
             tls,
-            timeout: cfg.timeout(),
+            timeout: delivery.timeout(),
             facility: facility_code(cfg.facility.as_deref().unwrap_or("auth")).unwrap_or(4),
             app_name: cfg.app_name.clone().unwrap_or_else(|| "vigil".into()),
             hostname: local_hostname(),

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use anyhow::{Context, Result};
 use dsl::Event;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -754,6 +753,20 @@ pub struct EsloggerSource {
     pub counters: Arc<EsloggerCounters>,
 }
 
+/// Why eslogger did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EsloggerStartError {
+    #[error("starting {} (eslogger needs macOS 13+, root, and Full Disk Access for the calling process): {source}", program.display())]
+    Spawn {
+        program: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("eslogger's stdout was not captured")]
+    NoStdout,
+    #[error("spawning the eslogger reader thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// Spawns eslogger and a thread that maps its stdout and pushes events
 /// without blocking (a full queue drops and counts, as for any live source).
 /// The thread ends when `stop` is set or eslogger exits; in the latter case
@@ -764,23 +777,18 @@ pub fn start_eslogger(
     ctx: MapContext,
     tx: EventSender,
     stop: Arc<AtomicBool>,
-) -> Result<EsloggerSource> {
+) -> Result<EsloggerSource, EsloggerStartError> {
     let mut child = Command::new(&cmd.program)
         .args(&cmd.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| {
-            format!(
-                "starting {} (eslogger needs macOS 13+, root, and Full Disk Access for the calling process)",
-                cmd.program.display()
-            )
+        .map_err(|source| EsloggerStartError::Spawn {
+            program: cmd.program.clone(),
+            source,
         })?;
-    let stdout = child
-        .stdout
-        .take()
-        .context("eslogger's stdout was not captured")?;
+    let stdout = child.stdout.take().ok_or(EsloggerStartError::NoStdout)?;
     let counters = Arc::new(EsloggerCounters::default());
     let c = Arc::clone(&counters);
     let mut mapper = EsloggerMapper::new(ctx);
@@ -824,7 +832,7 @@ pub fn start_eslogger(
             }
             mapper.stats().clone()
         })
-        .context("spawning the eslogger reader thread")?;
+        .map_err(EsloggerStartError::Thread)?;
     Ok(EsloggerSource {
         child: Arc::new(Mutex::new(child)),
         reader: Some(reader),

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-
 use super::{Synthetic, SyntheticConfig};
 use crate::pipeline::queue::EventSender;
 use crate::wake::Waker;
@@ -33,8 +31,8 @@ pub fn start(
     tx: EventSender,
     stop: Arc<AtomicBool>,
     done: Waker,
-) -> Result<JoinHandle<u64>> {
-    Ok(std::thread::Builder::new()
+) -> std::io::Result<JoinHandle<u64>> {
+    std::thread::Builder::new()
         .name("synthetic".into())
         .spawn(move || {
             let mut gen = Synthetic::new(cfg);
@@ -89,7 +87,7 @@ pub fn start(
             );
             done.wake();
             sent
-        })?)
+        })
 }
 
 /// CPU time of the calling thread, in nanoseconds (0 if unavailable).
