@@ -172,12 +172,16 @@ fn build_engine(modules: StaticModuleResolver, collector: Option<Collector>) -> 
 pub struct LoadOutcome {
     pub rules: RuleSet,
     pub errors: Vec<RuleError>,
+    /// What the loaded rules name that vigil's events never carry (the
+    /// rules run; those parts match nothing): see [`crate::query::warnings`].
+    pub warnings: Vec<RuleError>,
 }
 
 /// Loads rule files in order. A user rule with the id of a shipped rule
 /// replaces it; any other duplicate id is an error.
 pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let mut resolver = StaticModuleResolver::new();
     let collector: Collector = Arc::default();
 
@@ -226,7 +230,7 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
             std::mem::take(&mut *collector.lock().expect("never poisoned"));
         // Phase 3: validate and compile each declared rule.
         for p in pending {
-            match build_rule(f, &ast, p) {
+            match build_rule(f, &ast, p, &mut warnings) {
                 Ok(rule) => match ids.get(&rule.meta.id).copied() {
                     Some((idx, Origin::Shipped)) if f.origin == Origin::User => {
                         rules[idx] = rule;
@@ -254,6 +258,7 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
     LoadOutcome {
         rules: RuleSet::new(rules, engine),
         errors,
+        warnings,
     }
 }
 
@@ -296,7 +301,14 @@ const KNOWN_KEYS: [&str; 11] = [
     "enabled",
 ];
 
-fn build_rule(f: &RuleFile, ast: &Arc<AST>, p: PendingRule) -> Result<Rule, RuleError> {
+/// Builds one declared rule; what its query names that vigil's events never
+/// carry goes to `warnings` (only for a rule that builds).
+fn build_rule(
+    f: &RuleFile,
+    ast: &Arc<AST>,
+    p: PendingRule,
+    warnings: &mut Vec<RuleError>,
+) -> Result<Rule, RuleError> {
     let at_call = |rule_id: Option<&str>, message: String| RuleError {
         file: f.path.clone(),
         line: p.position.line().unwrap_or(0),
@@ -374,7 +386,7 @@ fn build_rule(f: &RuleFile, ast: &Arc<AST>, p: PendingRule) -> Result<Rule, Rule
             )))
         }
     };
-    let query = query::compile(&query_text).map_err(|qe| {
+    let located = |qe: query::QueryError| {
         let (line, column) = locate_in_file(&f.text, p.position, &query_text, qe.offset);
         RuleError {
             file: f.path.clone(),
@@ -383,8 +395,10 @@ fn build_rule(f: &RuleFile, ast: &Arc<AST>, p: PendingRule) -> Result<Rule, Rule
             rule_id: Some(id.clone()),
             message: qe.message,
         }
-    })?;
-    Ok(Rule {
+    };
+    let (query, query_warnings) = query::compile_with_warnings(&query_text).map_err(located)?;
+    let query_warnings: Vec<RuleError> = query_warnings.into_iter().map(located).collect();
+    let rule = Rule {
         meta: AlertRule {
             name: text("name").map_err(err)?.unwrap_or_else(|| id.clone()),
             description: text("description").map_err(err)?.unwrap_or_default(),
@@ -400,7 +414,9 @@ fn build_rule(f: &RuleFile, ast: &Arc<AST>, p: PendingRule) -> Result<Rule, Rule
         origin: f.origin,
         context: strings("context").map_err(err)?,
         on_match,
-    })
+    };
+    warnings.extend(query_warnings);
+    Ok(rule)
 }
 
 /// Maps an offset inside the evaluated query string back to the rule file:

@@ -472,3 +472,34 @@ fn shipped_style_queries_on_a_hand_built_event() {
         assert_eq!(filter(q).matches(&e), want, "{q}");
     }
 }
+
+/// Elastic's rules name fields and values vigil's events never carry
+/// (`process.Ext.effective_parent.name`, `event.type == "process_started"`,
+/// `persistence where ...`): they compile, the fields read as null like a
+/// `?field`, the values and categories match nothing.
+#[test]
+fn what_vigil_never_records_reads_as_missing_or_matches_nothing() {
+    check_table(
+        &shell(),
+        &[
+            (r#"process.Ext.effective_parent.name == "launchd""#, N),
+            (r#"process.Ext.effective_parent.name == null"#, T),
+            (
+                r#"process.Ext.effective_parent.name == null and process.name : "bash""#,
+                T,
+            ),
+            (
+                r#"process.Ext.effective_parent.name : "x*" or process.name : "bash""#,
+                T,
+            ),
+            (r#"event.type == "process_started""#, F),
+            (r#"event.type != "process_started""#, T),
+            (r#"event.type in ("start", "process_started")"#, T),
+            (r#"event.type in ("process_started", "exec_event")"#, F),
+            (r#"event.category == "persistence""#, F),
+            (r#"event.category in ("process", "persistence")"#, T),
+        ],
+    );
+    let f = filter(r#"persistence where process.name : "bash""#);
+    assert!(!f.matches(&shell()));
+}

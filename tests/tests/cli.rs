@@ -264,16 +264,48 @@ fn rules_check_points_at_file_line_column_and_keeps_good_rules() {
          rule(#{ id: \"bad\", query: `\nprocess where\n  process.nmae == \"x\"` });\n",
     )
     .unwrap();
+    // A field vigil's events never carry is a warning (the rule loads and
+    // the field reads as missing, as Elasticsearch's open mapping has it)...
+    let o = vigil()
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: ")
+            && err.contains("mine.rhai:4:3: rule bad: vigil's events have no field `process.nmae`"),
+        "{err}"
+    );
+    // ... and an error with --strict, at the same place.
+    let o = vigil()
+        .args(["rules", "check", "--strict"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("error: ") && stderr(&o).contains("mine.rhai:4:3: rule bad:"),
+        "{}",
+        stderr(&o)
+    );
+    // A real error in the same file: the other rules still load.
+    fs::write(
+        dir.path().join("broken.rhai"),
+        "rule(#{ id: \"broken\", query: `process where process.pid == \"x\"` });\n",
+    )
+    .unwrap();
     let o = vigil()
         .args(["rules", "check"])
         .arg(dir.path())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
     assert!(
-        err.contains("mine.rhai:4:3: rule bad: unknown field `process.nmae`"),
-        "{err}"
+        stderr(&o).contains("broken.rhai:1:") && stderr(&o).contains("rule broken:"),
+        "{}",
+        stderr(&o)
     );
     let list = vigil()
         .args(["rules", "list", "--json"])
@@ -285,7 +317,9 @@ fn rules_check_points_at_file_line_column_and_keeps_good_rules() {
         .map(|r| r["id"].as_str().unwrap().to_string())
         .collect();
     assert!(
-        ids.contains(&"good".to_string()) && !ids.contains(&"bad".to_string()),
+        ids.contains(&"good".to_string())
+            && ids.contains(&"bad".to_string())
+            && !ids.contains(&"broken".to_string()),
         "{ids:?}"
     );
     assert!(

@@ -149,6 +149,10 @@ pub enum RulesCommand {
     Check {
         /// Rules directory (shipped rules are checked too).
         dir: Option<PathBuf>,
+        /// Warnings are errors: fields and values vigil's events never
+        /// carry (a typo shows up as one) fail the check.
+        #[arg(long)]
+        strict: bool,
     },
     /// Run every fixture case: `<dir>/fixtures/<rule-id>/<case>/{events,expected}.ndjson`.
     Test {

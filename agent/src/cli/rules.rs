@@ -15,7 +15,7 @@ use crate::rule_files;
 
 pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
     match cmd {
-        RulesCommand::Check { dir } => check(dir.as_deref()),
+        RulesCommand::Check { dir, strict } => check(dir.as_deref(), strict),
         RulesCommand::Test { dir } => test(dir.as_deref()),
         RulesCommand::List { dir, json } => list(dir.as_deref(), json),
         // Talks to the running agent: see commands/context.rs.
@@ -23,20 +23,28 @@ pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
     }
 }
 
-fn check(dir: Option<&Path>) -> Result<ExitCode> {
+/// Errors always fail the check; warnings (what vigil's events never
+/// carry) only with `strict`.
+fn check(dir: Option<&Path>, strict: bool) -> Result<ExitCode> {
     let out = rule_files::load(dir, true)?;
     for e in &out.errors {
         eprintln!("{e}");
     }
+    let label = if strict { "error" } else { "warning" };
+    for w in &out.warnings {
+        eprintln!("{label}: {w}");
+    }
     eprintln!(
-        "{} rules loaded, {} errors",
+        "{} rules loaded, {} errors, {} warnings",
         out.rules.len(),
-        out.errors.len()
+        out.errors.len(),
+        out.warnings.len()
     );
-    Ok(if out.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    let failed = !out.errors.is_empty() || (strict && !out.warnings.is_empty());
+    Ok(if failed {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

@@ -230,15 +230,24 @@ pub enum HuntError {
 
 impl Hunt {
     /// A query in the rule language: a filter scans, a sequence correlates.
+    ///
+    /// Unlike a rule, a hunt refuses what vigil's events never carry (a
+    /// field outside the schema, an `event.type` it never records): over
+    /// this spool such a hunt could only come back empty, and the usual
+    /// cause is a typo.
     pub fn query(text: &str) -> Result<Hunt, HuntError> {
-        let compiled = dsl::query::compile(text).map_err(|e| {
+        let at = |e: &dsl::query::QueryError| {
             let (line, column) = e.line_col(text);
             HuntError::Query {
                 line,
                 column,
                 message: e.message.clone(),
             }
-        })?;
+        };
+        let (compiled, warnings) = dsl::query::compile_with_warnings(text).map_err(|e| at(&e))?;
+        if let Some(w) = warnings.first() {
+            return Err(at(w));
+        }
         Ok(match compiled {
             CompiledQuery::Event(filter) => Hunt::Filter(filter),
             sequence => Hunt::Correlate {

@@ -359,44 +359,32 @@ fn resolve_keys(fields: &[ast::FieldRef]) -> Result<Vec<Option<FieldId>>, QueryE
         .collect()
 }
 
-/// Resolves a field name; `Ok(None)` is an optional field unknown to the schema.
+/// Resolves a field name; `Ok(None)` is a field vigil's events never carry,
+/// which reads as missing (Elasticsearch's mapping is open: a rule may name
+/// any field). [`super::warnings`] names such fields for `rules check`.
 fn resolve_field(f: &ast::FieldRef) -> Result<Option<FieldId>, QueryError> {
-    match fields::lookup(&f.path) {
-        Some(id) => Ok(Some(id)),
-        None if f.optional => Ok(None),
-        None => Err(QueryError::new(f.offset, unknown_field_message(&f.path))),
-    }
-}
-
-fn unknown_field_message(path: &str) -> String {
-    let prefix = path.rsplit_once('.').map_or(path, |(p, _)| p);
-    let near: Vec<&str> = fields::all_paths()
-        .filter(|p| p.starts_with(prefix) && p.len() <= prefix.len() + 30)
-        .take(6)
-        .collect();
-    if near.is_empty() {
-        format!("unknown field `{path}` (prefix it with `?` if it may be absent)")
-    } else {
-        format!("unknown field `{path}`; fields nearby: {}", near.join(", "))
-    }
+    Ok(fields::lookup(&f.path))
 }
 
 pub fn compile_event_query(eq: &ast::EventQuery) -> Result<EventFilter, QueryError> {
-    let category = match &eq.category {
-        None => None,
-        Some((name, offset)) => Some(Category::parse(name).ok_or_else(|| {
-            QueryError::new(
-                *offset,
-                format!(
-                    "unknown event category `{name}` (known: any, {})",
-                    Category::ALL.map(|c| c.as_str()).join(", ")
-                ),
-            )
-        })?),
-    };
-    Ok(EventFilter {
-        category,
-        condition: compile_expr(&eq.condition)?,
+    let condition = compile_expr(&eq.condition)?;
+    Ok(match &eq.category {
+        None => EventFilter {
+            category: None,
+            condition,
+        },
+        Some((name, _)) => match Category::parse(name) {
+            Some(c) => EventFilter {
+                category: Some(c),
+                condition,
+            },
+            // A category vigil's sources never record (Elastic Defend's
+            // endpoint-only ones, `persistence`): no event is of it.
+            None => EventFilter {
+                category: None,
+                condition: Node::Const(Some(false)),
+            },
+        },
     })
 }
 
@@ -560,8 +548,8 @@ fn compile_compare(
                 }),
                 _ => Err(mismatch("lists cannot be ordered")),
             },
-            FieldKind::EventTypes => eq_or_ne(Node::HasType(vec![event_type(s, soff)?])),
-            FieldKind::Category => eq_or_ne(Node::CategoryIn(vec![category(s, soff)?])),
+            FieldKind::EventTypes => eq_or_ne(Node::HasType(event_type(s).into_iter().collect())),
+            FieldKind::Category => eq_or_ne(Node::CategoryIn(category(s).into_iter().collect())),
             FieldKind::Ip => eq_or_ne(Node::IpIn {
                 field: f,
                 ips: vec![ip(s, soff)?],
@@ -621,21 +609,16 @@ fn flip(op: CmpOp) -> CmpOp {
     }
 }
 
-fn event_type(s: &str, offset: usize) -> Result<EventType, QueryError> {
-    EventType::parse(s).ok_or_else(|| {
-        QueryError::new(
-            offset,
-            format!(
-                "unknown event.type {s:?} (ECS allows: {})",
-                EventType::ALL.map(|t| t.as_str()).join(", ")
-            ),
-        )
-    })
+/// An `event.type` value; `None` for one vigil's events never carry
+/// (Elasticsearch takes any keyword, e.g. `process_started`): it matches no
+/// event, and [`super::warnings`] names it.
+fn event_type(s: &str) -> Option<EventType> {
+    EventType::parse(s)
 }
 
-fn category(s: &str, offset: usize) -> Result<Category, QueryError> {
+/// An `event.category` value, as [`event_type`].
+fn category(s: &str) -> Option<Category> {
     Category::parse(s)
-        .ok_or_else(|| QueryError::new(offset, format!("unknown event.category {s:?}")))
 }
 
 fn ip(s: &str, offset: usize) -> Result<IpAddr, QueryError> {
@@ -677,14 +660,14 @@ fn compile_in(
         FieldKind::EventTypes => Ok(Node::HasType(
             string_literals(list)?
                 .into_iter()
-                .map(|(s, o)| event_type(s, o))
-                .collect::<Result<_, _>>()?,
+                .filter_map(|(s, _)| event_type(s))
+                .collect(),
         )),
         FieldKind::Category => Ok(Node::CategoryIn(
             string_literals(list)?
                 .into_iter()
-                .map(|(s, o)| category(s, o))
-                .collect::<Result<_, _>>()?,
+                .filter_map(|(s, _)| category(s))
+                .collect(),
         )),
         FieldKind::Ip => Ok(Node::IpIn {
             field,

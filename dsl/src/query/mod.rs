@@ -9,12 +9,14 @@ mod lexer;
 pub mod matchers;
 pub mod memo;
 mod parser;
+mod warnings;
 
 use thiserror::Error;
 
 pub use compile::{CompiledQuery, EventFilter, Node, SequenceSpec, StageSpec};
 pub use fields::EventFields;
 pub use parser::parse_query;
+pub use warnings::warnings;
 
 /// An error in a query, at a byte offset of the query text.
 #[derive(Debug, Clone, Error, PartialEq)]
@@ -50,4 +52,12 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Parses and compiles a query in one step.
 pub fn compile(text: &str) -> Result<CompiledQuery, QueryError> {
     compile::compile_query(&parse_query(text)?)
+}
+
+/// Compiles a query and says what in it vigil's events cannot match
+/// ([`warnings`]): the query runs either way.
+pub fn compile_with_warnings(text: &str) -> Result<(CompiledQuery, Vec<QueryError>), QueryError> {
+    let ast = parse_query(text)?;
+    let compiled = compile::compile_query(&ast)?;
+    Ok((compiled, warnings(&ast)))
 }
