@@ -503,3 +503,43 @@ fn what_vigil_never_records_reads_as_missing_or_matches_nothing() {
     let f = filter(r#"persistence where process.name : "bash""#);
     assert!(!f.matches(&shell()));
 }
+
+/// Functions with a field as their second argument (Elastic Defend's
+/// `startswith~(file.path, process.executable)`) and numbers against
+/// keywords (`user.id == 0`), with a near miss each.
+#[test]
+fn fields_as_function_arguments_and_numbers_against_keywords() {
+    let mut e = shell();
+    e.file = Some(File::from_path("/bin/bash.tmp"));
+    e.user.id = Some("0".into());
+    check_table(
+        &e,
+        &[
+            (r#"startswith(file.path, process.executable)"#, T),
+            (r#"startswith~(file.path, process.executable)"#, T),
+            (r#"startswith(process.executable, file.path)"#, F),
+            (r#"endswith(file.path, process.executable)"#, F),
+            (r#"stringcontains(file.path, process.executable)"#, T),
+            (
+                r#"not startswith~(process.executable, process.parent.executable)"#,
+                N,
+            ),
+            (
+                r#"startswith~(file.path, process.Ext.effective_parent.executable)"#,
+                N,
+            ),
+            (r#"user.id == 0"#, T),
+            (r#"user.id != 0"#, F),
+            (r#"user.id == 501"#, F),
+        ],
+    );
+    // Case: only the `~` form ignores it.
+    e.file = Some(File::from_path("/BIN/BASH.tmp"));
+    check_table(
+        &e,
+        &[
+            (r#"startswith(file.path, process.executable)"#, F),
+            (r#"startswith~(file.path, process.executable)"#, T),
+        ],
+    );
+}

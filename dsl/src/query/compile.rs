@@ -55,6 +55,14 @@ pub enum Node {
         a: FieldId,
         b: FieldId,
     },
+    /// `startswith~(file.path, process.executable)`: the first field's
+    /// text against the second's, which the rule cannot know in advance.
+    FieldText {
+        field: FieldId,
+        other: FieldId,
+        kind: LiteralKind,
+        insensitive: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -154,6 +162,21 @@ impl Node {
                 _ => None,
             },
             Node::FieldEq { a, b } => text_eq(e.field(*a), e.field(*b)),
+            Node::FieldText {
+                field,
+                other,
+                kind,
+                insensitive,
+            } => {
+                let needle = e.field(*other).to_text()?;
+                if *insensitive {
+                    let needle = needle.to_lowercase();
+                    e.field(*field)
+                        .any_str(|s| kind.holds(&s.to_lowercase(), &needle))
+                } else {
+                    e.field(*field).any_str(|s| kind.holds(s, &needle))
+                }
+            }
         }
     }
 }
@@ -560,6 +583,18 @@ fn compile_compare(
                 k.name()
             ))),
         },
+        // A number against a keyword (`user.id == 0`, which Elastic Defend's
+        // rules write): the number's decimal text, as a term query on a
+        // keyword field would match it.
+        (Val::Field(f), Val::Int(i))
+            if matches!(f.kind(), FieldKind::Str | FieldKind::StrList)
+                && matches!(op, CmpOp::Eq | CmpOp::Ne) =>
+        {
+            eq_or_ne(Node::Str {
+                field: f,
+                test: StrTest::Exact(vec![i.to_string()]),
+            })
+        }
         (Val::Field(f), Val::Int(i)) if f.kind() == FieldKind::Int => Ok(Node::Int {
             value: IntSrc::Field(f),
             op,
@@ -789,6 +824,35 @@ fn compile_call(name: &str, args: &[Operand], offset: usize) -> Result<Node, Que
             ))
         }
     };
+    // A field as the second argument: its value is only known per event.
+    if let ([other], Some(kind)) = (rest, LiteralKind::of_function(base)) {
+        if let Operand::Field(_) = other {
+            return Ok(match (field, value_of(other)?) {
+                (Some(f), Val::Field(o))
+                    if !matches!(f.kind(), FieldKind::Int | FieldKind::Bool) =>
+                {
+                    Node::FieldText {
+                        field: f,
+                        other: o,
+                        kind,
+                        insensitive,
+                    }
+                }
+                (Some(f), Val::Field(_)) => {
+                    return Err(QueryError::new(
+                        first.offset(),
+                        format!(
+                            "type mismatch: `{name}` needs a string field, `{}` is a {}",
+                            f.path(),
+                            f.kind().name()
+                        ),
+                    ))
+                }
+                // Either field is one vigil's events never carry: null.
+                _ => Node::Const(None),
+            });
+        }
+    }
     let literal = |kind| -> Result<StrTest, QueryError> {
         Ok(StrTest::Patterns(PatternSet::new(
             string_literals(rest)?

@@ -473,6 +473,27 @@ pub enum LiteralKind {
     Contains,
 }
 
+impl LiteralKind {
+    /// The kind of test `startswith`, `endswith` and `stringcontains` make.
+    pub fn of_function(name: &str) -> Option<LiteralKind> {
+        match name {
+            "startswith" => Some(LiteralKind::Prefix),
+            "endswith" => Some(LiteralKind::Suffix),
+            "stringcontains" => Some(LiteralKind::Contains),
+            _ => None,
+        }
+    }
+
+    /// Whether `text` holds `needle` this way.
+    pub fn holds(self, text: &str, needle: &str) -> bool {
+        match self {
+            LiteralKind::Prefix => text.starts_with(needle),
+            LiteralKind::Suffix => text.ends_with(needle),
+            LiteralKind::Contains => text.contains(needle),
+        }
+    }
+}
+
 /// Classic iterative glob with single-star backtracking: linear in practice,
 /// never exponential. ASCII text is matched byte by byte without allocating.
 fn glob_match(pat: &[char], ascii_pat: Option<&[u8]>, text: &str, ascii_ci: bool) -> bool {
