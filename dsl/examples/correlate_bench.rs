@@ -3,7 +3,9 @@
 //!
 //! ```sh
 //! vigil synthetic --events 1000000 --plant-every 10000 --plant all > events.ndjson
-//! cargo run --release -p vigil-dsl --example correlate_bench -- events.ndjson [N] [shipped|hundred|both] [arc|borrowed]
+//! cargo run --release -p vigil-dsl --example correlate_bench -- events.ndjson [N] [shipped|hundred|both|dirs|stages] [arc|borrowed]
+//! RULE_DIRS=tests/fixtures/elastic-rules/detection-rules:tests/fixtures/elastic-rules/protections-artifacts \
+//!   cargo run --release -p vigil-dsl --example correlate_bench -- events.ndjson 200000 stages
 //! ```
 //!
 //! By default events are fed as `Arc<Event>` through `process_arc`, as the
@@ -57,6 +59,32 @@ fn load_events(path: &str, limit: usize) -> Vec<Event> {
 }
 
 /// The shipped rules plus variants up to 100, as a large deployment would have.
+/// The shipped rules plus every `*.rhai` of the folders in `RULE_DIRS`
+/// (colon-separated), e.g. tests/fixtures/elastic-rules/detection-rules.
+fn shipped_and_dirs() -> RuleSet {
+    let mut files = shipped_rule_files();
+    for dir in std::env::var("RULE_DIRS")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+    {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .expect("a RULE_DIRS folder")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            files.push(vigil_dsl::rules::RuleFile {
+                path: p.display().to_string(),
+                text: std::fs::read_to_string(&p).expect("a rule file"),
+                origin: vigil_dsl::rules::Origin::User,
+            });
+        }
+    }
+    load_rules(&files).rules
+}
+
 fn hundred_rules() -> RuleSet {
     let out = load_rules(&shipped_with_variants(100));
     assert!(out.errors.is_empty(), "{:?}", out.errors);
@@ -182,13 +210,17 @@ fn main() {
         return;
     }
     if which == "stages" {
-        stage_costs(&load_rules(&shipped_rule_files()).rules, &events);
+        stage_costs(&shipped_and_dirs(), &events);
         return;
     }
     let feed = match args.get(4).map_or("arc", String::as_str) {
         "borrowed" => Feed::Borrowed(events),
         _ => Feed::Arc(events.into_iter().map(Arc::new).collect()),
     };
+    if which == "dirs" {
+        run("dirs", shipped_and_dirs(), &feed);
+        return;
+    }
     if which != "hundred" {
         run("shipped", load_rules(&shipped_rule_files()).rules, &feed);
     }

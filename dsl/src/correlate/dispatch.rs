@@ -70,6 +70,10 @@ impl StageIndex {
         for (rule, q) in queries.into_iter().enumerate() {
             for (bit, filter) in stage_filters(q) {
                 let guard = Guard::of(filter);
+                // A stage no event can match is never looked at.
+                if guard.types == 0 {
+                    continue;
+                }
                 let entry = Entry {
                     rule: rule as u32,
                     bit,

@@ -72,6 +72,30 @@ pub enum IntSrc {
 }
 
 impl Node {
+    /// Whether some event could make this `Some(true)`. A stage whose
+    /// condition cannot (it tests a field vigil never records, so null
+    /// spreads through every `and` to the top) is never evaluated.
+    pub fn can_be_true(&self) -> bool {
+        match self {
+            Node::Const(v) => *v == Some(true),
+            Node::And(terms) => terms.iter().all(Node::can_be_true),
+            Node::Or(terms) => terms.iter().any(Node::can_be_true),
+            Node::Not(inner) => inner.can_be_false(),
+            _ => true,
+        }
+    }
+
+    /// Whether some event could make this `Some(false)`.
+    pub fn can_be_false(&self) -> bool {
+        match self {
+            Node::Const(v) => *v == Some(false),
+            Node::And(terms) => terms.iter().any(Node::can_be_false),
+            Node::Or(terms) => terms.iter().all(Node::can_be_false),
+            Node::Not(inner) => inner.can_be_true(),
+            _ => true,
+        }
+    }
+
     /// Whether this node reads no string: a few instructions at most.
     fn is_trivial(&self) -> bool {
         match self {

@@ -54,6 +54,10 @@ impl Guard {
                     let values: Vec<String> = match test {
                         StrTest::Exact(values) => values.iter().map(|v| v.to_lowercase()).collect(),
                         StrTest::ExactCi(set) => set.lowered().to_vec(),
+                        StrTest::Patterns(set) => match set.exact_values() {
+                            Some(values) => values,
+                            None => continue,
+                        },
                         _ => continue,
                     };
                     if key.as_ref().is_none_or(|(_, k)| values.len() < k.len()) {
@@ -63,9 +67,16 @@ impl Guard {
                 _ => {}
             }
         }
+        // No event can match (a field vigil never records, null up to the
+        // top): no event passes.
+        let types = if f.condition.can_be_true() {
+            types.unwrap_or(u32::MAX)
+        } else {
+            0
+        };
         Guard {
             category: f.category,
-            types: types.unwrap_or(u32::MAX),
+            types,
             key,
         }
     }

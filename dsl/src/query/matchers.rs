@@ -208,6 +208,19 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl PatternSet {
+    /// The values text must equal (ignoring case, lower-cased) when every
+    /// pattern is a whole-text literal without wildcards (`process.name :
+    /// ("curl", "wget")`), for the dispatch index; else `None`.
+    pub fn exact_values(&self) -> Option<Vec<String>> {
+        self.patterns
+            .iter()
+            .map(|p| match &p.shape {
+                Shape::Exact(s) => Some(s.to_lowercase()),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn new(patterns: Vec<Pattern>) -> PatternSet {
         let ascii = AsciiSet::build(&patterns);
         // A regex, a `*` inside a pattern, many patterns or the general
