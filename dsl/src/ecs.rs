@@ -15,9 +15,112 @@ pub struct LineError {
     pub message: String,
 }
 
-/// Parses one ECS JSON document.
+/// Parses one ECS JSON document. Keys with dots (`"process.name": "curl"`,
+/// as Beats and some exporters write them) are object paths, as
+/// Elasticsearch reads them. A document without `@timestamp` takes
+/// `event.created`, `event.start` or `event.ingested`, and without any of
+/// them is an error: stored at 1970 it would fall out of every time range.
 pub fn parse_ecs_json(text: &str) -> Result<Event, String> {
-    serde_json::from_str(text).map_err(|e| e.to_string())
+    let has_timestamp = text.contains("\"@timestamp\"");
+    if has_timestamp && !has_dotted_key(text) {
+        return serde_json::from_str(text).map_err(|e| e.to_string());
+    }
+    let mut doc: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    expand_dotted_keys(&mut doc);
+    if let serde_json::Value::Object(map) = &mut doc {
+        if !map.contains_key("@timestamp") {
+            // Pipeline outputs without `@timestamp` (Jamf Protect's) still
+            // say when the event happened.
+            let when = ["created", "start", "ingested"]
+                .iter()
+                .find_map(|k| map.get("event")?.get(*k).filter(|v| v.is_string()).cloned())
+                .ok_or("the document has no @timestamp (nor event.created, event.start or event.ingested)")?;
+            map.insert("@timestamp".into(), when);
+        }
+    }
+    serde_json::from_value(doc).map_err(|e| e.to_string())
+}
+
+/// Whether some key may hold a dot: `"a.b":` anywhere (a string value that
+/// looks like one only costs the slower, still exact, path).
+fn has_dotted_key(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(q) = bytes[i..].iter().position(|&b| b == b'"') {
+        let start = i + q + 1;
+        // The end of this string (escapes skipped).
+        let mut j = start;
+        let mut dot = false;
+        while j < bytes.len() && bytes[j] != b'"' {
+            match bytes[j] {
+                b'\\' => j += 1,
+                b'.' => dot = true,
+                _ => {}
+            }
+            j += 1;
+        }
+        let after = bytes[(j + 1).min(bytes.len())..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace());
+        if dot && after == Some(&b':') {
+            return true;
+        }
+        i = j + 1;
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    false
+}
+
+/// Turns `{"process.name": "curl"}` into `{"process": {"name": "curl"}}`,
+/// merging with objects already there, at every level.
+fn expand_dotted_keys(v: &mut serde_json::Value) {
+    use serde_json::{Map, Value};
+    match v {
+        Value::Object(map) => {
+            let old = std::mem::take(map);
+            for (key, mut value) in old {
+                expand_dotted_keys(&mut value);
+                let mut parts = key.split('.').filter(|p| !p.is_empty()).peekable();
+                let mut at: &mut Map<String, Value> = map;
+                while let Some(part) = parts.next() {
+                    if parts.peek().is_none() {
+                        merge(at, part, value);
+                        break;
+                    }
+                    let slot = at
+                        .entry(part.to_string())
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if !slot.is_object() {
+                        // A scalar where an object goes: keep the scalar.
+                        break;
+                    }
+                    at = slot.as_object_mut().expect("checked is_object");
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(expand_dotted_keys),
+        _ => {}
+    }
+}
+
+/// Puts `value` at `key`, merging two objects key by key.
+fn merge(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    value: serde_json::Value,
+) {
+    match (map.get_mut(key), value) {
+        (Some(serde_json::Value::Object(existing)), serde_json::Value::Object(more)) => {
+            for (k, v) in more {
+                merge(existing, &k, v);
+            }
+        }
+        (_, value) => {
+            map.insert(key.to_string(), value);
+        }
+    }
 }
 
 /// Serialises an event as one ECS JSON line (no trailing newline).

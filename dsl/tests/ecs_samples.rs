@@ -175,8 +175,13 @@ fn elastic_defend_windows_samples_fields() {
 fn jamf_documents_without_timestamp_and_with_host_category_lists() {
     let alerts = sample("jamf-protect-alerts-expected.ndjson");
     assert_eq!(alerts.len(), 3);
-    // No `@timestamp` in these pipeline outputs: the event time is 0.
-    assert!(alerts.iter().all(|e| e.timestamp_ns == 0));
+    // No `@timestamp` in these pipeline outputs: the time is `event.start`
+    // (was 0, which put them at 1970, outside every time range).
+    assert_eq!(
+        alerts[0].timestamp_ns,
+        vigil_dsl::time::parse_rfc3339("2023-11-21T11:32:44.184Z").unwrap()
+    );
+    assert!(alerts.iter().all(|e| e.timestamp_ns > 0));
     // ["host", "file"] / ["host", "process"]: the specific one wins.
     let cats: Vec<Category> = alerts.iter().map(|e| e.event.category).collect();
     assert_eq!(cats, [Category::File, Category::Process, Category::File]);
@@ -369,4 +374,36 @@ fn absurdly_nested_parents_are_an_error_not_a_crash() {
     }
     json.push('}');
     assert!(parse_ecs_json(&json).is_err());
+}
+
+/// Documents as other tools write them: dotted keys are object paths (as
+/// Elasticsearch reads them), and a document without `@timestamp` is an
+/// error for its line, not an event at 1970.
+#[test]
+fn dotted_keys_are_paths_and_a_missing_timestamp_is_an_error() {
+    let e = parse_ecs_json(
+        r#"{"@timestamp": "2024-01-01T00:00:00Z", "event.category": "process", "process.name": "curl", "process": {"pid": 7, "parent.name": "sh"}, "note": "a.b: not a key"}"#,
+    )
+    .unwrap();
+    assert_eq!(e.process.name.as_deref(), Some("curl"));
+    assert_eq!(e.process.pid, Some(7));
+    assert_eq!(
+        e.process.parent.as_ref().and_then(|p| p.name.as_deref()),
+        Some("sh")
+    );
+    assert_eq!(e.event.category, vigil_dsl::event::Category::Process);
+    // The same document nested reads the same.
+    let nested = parse_ecs_json(
+        r#"{"@timestamp": "2024-01-01T00:00:00Z", "event": {"category": "process"}, "process": {"name": "curl", "pid": 7, "parent": {"name": "sh"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(e, nested);
+    let err = parse_ecs_json(r#"{"process": {"name": "curl"}}"#).unwrap_err();
+    assert!(err.contains("@timestamp"), "{err}");
+    // A string value that looks like a dotted key changes nothing.
+    let plain = parse_ecs_json(
+        r#"{"@timestamp": "2024-01-01T00:00:00Z", "process": {"command_line": "x \"a.b\": y"}}"#,
+    )
+    .unwrap();
+    assert_eq!(plain.process.command_line.as_deref(), Some("x \"a.b\": y"));
 }

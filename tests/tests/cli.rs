@@ -392,3 +392,30 @@ fn macos_sources_explain_themselves_elsewhere_and_exit_2() {
         assert!(stderr(&o).contains(needle), "{source}: {}", stderr(&o));
     }
 }
+
+/// Input with no readable event is an input error (exit 2), not a quiet
+/// "no alerts"; one good line among bad ones is a replay (exit 0), and a
+/// document without any time is one of the bad lines.
+#[test]
+fn replay_of_nothing_but_bad_lines_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.ndjson");
+    fs::write(&bad, "not json\n{\"process\": {\"name\": \"curl\"}}\n").unwrap();
+    let o = vigil().arg("replay").arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("2 bad lines"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("@timestamp"), "{}", stderr(&o));
+    let mixed = dir.path().join("mixed.ndjson");
+    fs::write(
+        &mixed,
+        "not json\n{\"@timestamp\": \"2024-01-01T00:00:00Z\", \"event.category\": \"process\", \"process.name\": \"curl\"}\n",
+    )
+    .unwrap();
+    let o = vigil().arg("replay").arg(&mixed).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("replayed 1 events (1 bad lines)"),
+        "{}",
+        stderr(&o)
+    );
+}
