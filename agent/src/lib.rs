@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod delivery;
+pub mod elastic_import;
 pub mod fleet;
 pub mod history;
 pub mod nats;

@@ -75,3 +75,43 @@ fn protections_artifacts_behaviour_rules_load_but_aliases_and_lineage() {
     // The bar: at least 426 of the 444 as written.
     assert!(loaded + 143 >= 426);
 }
+
+/// `vigil rules import` on Elastic's TOML files as they are: EQL rules
+/// become rule files that load, kuery is skipped with its language, and a
+/// query vigil cannot parse fails at its line and column in the TOML.
+#[test]
+fn rules_import_reads_elastic_toml_as_written() {
+    let out = tempfile::tempdir().unwrap();
+    let o = vigil()
+        .args(["rules", "import"])
+        .arg(fixtures("toml"))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("2 imported, 1 skipped, 1 failed"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("command_and_control_unusual_connection_to_suspicious_top_level_domain.toml: not EQL (language = \"kuery\")"),
+        "{stdout}"
+    );
+    // The alias `] as event0` of this rule's query, at its place in the TOML.
+    let failed = stderr.lines().find(|l| l.starts_with("failed ")).unwrap();
+    assert!(
+        failed.contains("command_and_control_osascript_payload_drop_and_execute.toml:30:95: expected end of query, found `as`"),
+        "{failed}"
+    );
+    let check = vigil()
+        .args(["rules", "check"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(0), "{err}");
+    assert!(err.contains("8 rules loaded, 0 errors"), "{err}");
+}

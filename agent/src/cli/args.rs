@@ -154,6 +154,16 @@ pub enum RulesCommand {
         #[arg(long)]
         strict: bool,
     },
+    /// Turn Elastic's rule TOML files (elastic/detection-rules,
+    /// elastic/protections-artifacts) into vigil rule files, queries verbatim.
+    Import {
+        /// TOML files or folders (searched for `*.toml`).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Where the rule files go (one `<rule id>.rhai` each).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run every fixture case: `<dir>/fixtures/<rule-id>/<case>/{events,expected}.ndjson`.
     Test {
         /// Rules directory with a `fixtures/` folder (default: the shipped fixtures, if present).

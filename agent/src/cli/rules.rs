@@ -17,6 +17,7 @@ pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
     match cmd {
         RulesCommand::Check { dir, strict } => check(dir.as_deref(), strict),
         RulesCommand::Test { dir } => test(dir.as_deref()),
+        RulesCommand::Import { paths, out } => import(&paths, &out),
         RulesCommand::List { dir, json } => list(dir.as_deref(), json),
         // Talks to the running agent: see commands/context.rs.
         RulesCommand::Reload { state_dir } => super::context::rules_reload(&state_dir),
@@ -45,6 +46,54 @@ fn check(dir: Option<&Path>, strict: bool) -> Result<ExitCode> {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// Each TOML: imported, skipped (not EQL) or failed (file:line:column).
+fn import(paths: &[PathBuf], out_dir: &Path) -> Result<ExitCode> {
+    use crate::elastic_import::{import, toml_files, Imported};
+    fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let (mut imported, mut skipped, mut failed) = (0, 0, 0);
+    for path in toml_files(paths)? {
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        match import(&path.display().to_string(), &text) {
+            Imported::Rule { id, text } => {
+                let name: String = id
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                let target = out_dir.join(format!("{name}.rhai"));
+                fs::write(&target, text)
+                    .with_context(|| format!("writing {}", target.display()))?;
+                println!("imported {} -> {}", path.display(), target.display());
+                imported += 1;
+            }
+            Imported::Skipped(reason) => {
+                println!("skipped {}: {reason}", path.display());
+                skipped += 1;
+            }
+            Imported::Failed {
+                line,
+                column,
+                message,
+            } => {
+                eprintln!("failed {}:{line}:{column}: {message}", path.display());
+                failed += 1;
+            }
+        }
+    }
+    eprintln!("{imported} imported, {skipped} skipped, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 
