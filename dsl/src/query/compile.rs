@@ -797,11 +797,14 @@ fn compile_match(
             }
         }
         MatchOp::Regex { insensitive } => {
-            // Elasticsearch regexes match the whole value.
+            // Elasticsearch regexes are Lucene's: they match the whole
+            // value, and `.` is any character, a newline too (a multi-line
+            // `osascript -e` script is one value).
             let alternatives: Vec<String> = pats.iter().map(|(p, _)| format!("(?:{p})")).collect();
             let full = format!("^(?:{})$", alternatives.join("|"));
             let re = regex::RegexBuilder::new(&full)
                 .case_insensitive(insensitive)
+                .dot_matches_new_line(true)
                 .size_limit(1 << 20)
                 .build()
                 .map_err(|e| {
