@@ -25,6 +25,17 @@ pub struct Guard {
     pub key: Option<(FieldId, Vec<String>)>,
 }
 
+/// Fields with a handful of values across all events (`event.action ==
+/// "exec"` holds for most process events): a poor key when the filter
+/// also tests a field that tells events apart, such as `process.name`.
+fn few_values(f: FieldId) -> bool {
+    matches!(
+        f.path(),
+        "event.action" | "event.outcome" | "event.kind" | "event.dataset" | "event.module"
+            | "network.direction" | "network.transport" | "file.extension"
+    )
+}
+
 /// `event.type` values as bits, with the bit every event has.
 pub fn type_mask(types: &[EventType]) -> u32 {
     types.iter().fold(ALWAYS, |m, &t| m | 1 << t as u32)
@@ -60,7 +71,10 @@ impl Guard {
                         },
                         _ => continue,
                     };
-                    if key.as_ref().is_none_or(|(_, k)| values.len() < k.len()) {
+                    let better = key.as_ref().is_none_or(|(k_field, k)| {
+                        (few_values(*field), values.len()) < (few_values(*k_field), k.len())
+                    });
+                    if better {
                         key = Some((*field, values));
                     }
                 }
