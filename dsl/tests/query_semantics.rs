@@ -554,7 +554,10 @@ fn regex_dot_matches_a_newline_as_in_lucene() {
         &e,
         &[
             (r#"process.command_line regex "osascript -e .*curl.*""#, T),
-            (r#"process.command_line regex "osascript -e [^\n]*curl.*""#, F),
+            (
+                r#"process.command_line regex "osascript -e [^\n]*curl.*""#,
+                F,
+            ),
             (r#"process.command_line regex~ "OSASCRIPT .*SH.*""#, T),
         ],
     );

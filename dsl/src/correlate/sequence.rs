@@ -158,6 +158,21 @@ struct Partial {
     last_serial: u64,
 }
 
+impl Partial {
+    /// The events so far, decoded once and kept decoded (a stage that reads
+    /// them may look again).
+    fn decoded(&mut self) -> Vec<Arc<Event>> {
+        self.events
+            .iter_mut()
+            .map(|h| {
+                let e = h.clone().into_event();
+                *h = Held::Event(Arc::clone(&e));
+                e
+            })
+            .collect()
+    }
+}
+
 /// (id, arrival serial, timestamp, event) of a held event.
 type HeldEvent = (u64, u64, i64, Held);
 
@@ -409,13 +424,23 @@ impl SequenceState {
     ) -> bool {
         let e = shared.event();
         let prev = &mut self.waiting[i - 1];
-        let Some(p) = prev.get(key) else { return false };
+        let Some(p) = prev.get_mut(key) else {
+            return false;
+        };
         // `e` must come after the partial's last event: later in time, or at
         // the same time but arrived later (never the same event again).
         if (e.timestamp_ns, serial) <= (p.last_ts, p.last_serial)
             || !within(spec, p.first_ts, e.timestamp_ns)
         {
             return false;
+        }
+        // A stage that reads earlier stages' events (`event0.file.path`)
+        // is checked against this partial's.
+        if let Some(whole) = &spec.stages[i].with_prior {
+            let prior = p.decoded();
+            if !whole.matches_in(e, &prior) {
+                return false;
+            }
         }
         let mut p = prev.remove(key).expect("just looked up");
         let ts = e.timestamp_ns;

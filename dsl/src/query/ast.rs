@@ -28,6 +28,8 @@ pub struct Stage {
     pub query: EventQuery,
     pub by: Vec<FieldRef>,
     pub runs: u32,
+    /// `] as event0`: later stages read this stage's event as `event0.field`.
+    pub alias: Option<(String, usize)>,
     pub offset: usize,
 }
 

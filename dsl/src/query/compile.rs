@@ -52,17 +52,42 @@ pub enum Node {
     },
     /// Field against field, compared as text.
     FieldEq {
-        a: FieldId,
-        b: FieldId,
+        a: Src,
+        b: Src,
     },
     /// `startswith~(file.path, process.executable)`: the first field's
     /// text against the second's, which the rule cannot know in advance.
     FieldText {
-        field: FieldId,
-        other: FieldId,
+        field: Src,
+        other: Src,
         kind: LiteralKind,
         insensitive: bool,
     },
+}
+
+/// Where a field is read: the event at hand, or the event an earlier stage
+/// of the sequence matched (`event0.file.path`, after `] as event0`).
+#[derive(Debug, Clone, Copy)]
+pub enum Src {
+    This(FieldId),
+    Stage(usize, FieldId),
+}
+
+impl Src {
+    fn value<'e, E: EventFields + ?Sized>(
+        self,
+        e: &'e E,
+        prior: &'e [std::sync::Arc<crate::Event>],
+    ) -> FieldValue<'e> {
+        match self {
+            Src::This(f) => e.field(f),
+            Src::Stage(i, f) => prior.get(i).map_or(FieldValue::Null, |p| f.get(p.as_ref())),
+        }
+    }
+
+    fn is_prior(self) -> bool {
+        matches!(self, Src::Stage(..))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,12 +141,33 @@ impl Node {
     /// an interned [`crate::codec::EventView`]. Allocates nothing, except
     /// for string tests on IP fields and comparisons of two list fields.
     pub fn eval<E: EventFields + ?Sized>(&self, e: &E) -> Option<bool> {
+        self.eval_in(e, &[])
+    }
+
+    /// Whether this reads an earlier stage's event (`event0.field`).
+    pub fn reads_prior(&self) -> bool {
+        match self {
+            Node::And(terms) | Node::Or(terms) => terms.iter().any(Node::reads_prior),
+            Node::Not(inner) => inner.reads_prior(),
+            Node::FieldEq { a, b } => a.is_prior() || b.is_prior(),
+            Node::FieldText { field, other, .. } => field.is_prior() || other.is_prior(),
+            _ => false,
+        }
+    }
+
+    /// [`Node::eval`] with the events earlier stages matched (`prior[i]`:
+    /// stage `i`'s); an earlier stage's field reads as null without them.
+    pub fn eval_in<E: EventFields + ?Sized>(
+        &self,
+        e: &E,
+        prior: &[std::sync::Arc<crate::Event>],
+    ) -> Option<bool> {
         match self {
             Node::Const(v) => *v,
             Node::And(terms) => {
                 let mut null = false;
                 for t in terms {
-                    match t.eval(e) {
+                    match t.eval_in(e, prior) {
                         Some(false) => return Some(false),
                         None => null = true,
                         Some(true) => {}
@@ -136,7 +182,7 @@ impl Node {
             Node::Or(terms) => {
                 let mut null = false;
                 for t in terms {
-                    match t.eval(e) {
+                    match t.eval_in(e, prior) {
                         Some(true) => return Some(true),
                         None => null = true,
                         Some(false) => {}
@@ -148,7 +194,7 @@ impl Node {
                     Some(false)
                 }
             }
-            Node::Not(inner) => inner.eval(e).map(|b| !b),
+            Node::Not(inner) => inner.eval_in(e, prior).map(|b| !b),
             Node::Str { field, test } => e.str_test(*field, test),
             Node::IsNull(field) => Some(matches!(e.field(*field), FieldValue::Null)),
             Node::Int { value, op, rhs } => {
@@ -185,20 +231,20 @@ impl Node {
                 FieldValue::Str(s) => Some(compare(s.cmp(rhs.as_str()), *op)),
                 _ => None,
             },
-            Node::FieldEq { a, b } => text_eq(e.field(*a), e.field(*b)),
+            Node::FieldEq { a, b } => text_eq(a.value(e, prior), b.value(e, prior)),
             Node::FieldText {
                 field,
                 other,
                 kind,
                 insensitive,
             } => {
-                let needle = e.field(*other).to_text()?;
+                let needle = other.value(e, prior).to_text()?;
+                let text = field.value(e, prior);
                 if *insensitive {
                     let needle = needle.to_lowercase();
-                    e.field(*field)
-                        .any_str(|s| kind.holds(&s.to_lowercase(), &needle))
+                    text.any_str(|s| kind.holds(&s.to_lowercase(), &needle))
                 } else {
-                    e.field(*field).any_str(|s| kind.holds(s, &needle))
+                    text.any_str(|s| kind.holds(s, &needle))
                 }
             }
         }
@@ -246,13 +292,45 @@ impl EventFilter {
     pub fn matches<E: EventFields + ?Sized>(&self, e: &E) -> bool {
         self.category.is_none_or(|c| c == e.category()) && self.condition.eval(e) == Some(true)
     }
+
+    /// [`EventFilter::matches`] with the events earlier stages matched.
+    pub fn matches_in<E: EventFields + ?Sized>(
+        &self,
+        e: &E,
+        prior: &[std::sync::Arc<crate::Event>],
+    ) -> bool {
+        self.category.is_none_or(|c| c == e.category())
+            && self.condition.eval_in(e, prior) == Some(true)
+    }
+
+    /// A necessary condition that reads no earlier stage: the terms of the
+    /// top-level `and` that read only this event (everything, for a filter
+    /// that reads no earlier stage).
+    fn without_prior(&self) -> EventFilter {
+        let condition = match &self.condition {
+            Node::And(terms) => {
+                Node::And(terms.iter().filter(|t| !t.reads_prior()).cloned().collect())
+            }
+            n if n.reads_prior() => Node::Const(Some(true)),
+            n => n.clone(),
+        };
+        EventFilter {
+            category: self.category,
+            condition,
+        }
+    }
 }
 
 /// One `[ ... ] by ...` of a sequence, with its full join key: the
 /// sequence-level `by` fields followed by the stage's own.
 #[derive(Debug, Clone)]
 pub struct StageSpec {
+    /// What the event alone must satisfy: the whole condition, or for a
+    /// stage that reads an earlier stage's event the part that does not.
     pub filter: EventFilter,
+    /// The whole condition when it reads an earlier stage's event
+    /// (`event0.file.path`): checked against the partial sequence it joins.
+    pub with_prior: Option<EventFilter>,
     /// `None` for an optional field the schema does not know: always null.
     pub keys: Vec<Option<FieldId>>,
 }
@@ -323,6 +401,23 @@ pub fn compile_query(q: &Query) -> Result<CompiledQuery, QueryError> {
     }
 }
 
+thread_local! {
+    /// The stage aliases a sequence stage being compiled may read
+    /// (`event0` → compiled stage 0): set only while one is compiled.
+    static ALIASES: std::cell::RefCell<Vec<(String, usize)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `event0.file.path` where `event0` names an earlier stage: that stage and
+/// the field (`None`: one vigil's events never carry).
+fn prior_field(path: &str) -> Option<(usize, Option<FieldId>)> {
+    let (head, rest) = path.split_once('.')?;
+    ALIASES.with_borrow(|a| {
+        a.iter()
+            .find(|(n, _)| n == head)
+            .map(|&(_, stage)| (stage, fields::lookup(rest)))
+    })
+}
+
 fn compile_sequence(sq: &ast::SequenceQuery) -> Result<SequenceSpec, QueryError> {
     if sq.stages.iter().map(|s| s.runs as usize).sum::<usize>() > 100 {
         return Err(QueryError::new(
@@ -360,10 +455,34 @@ fn compile_sequence(sq: &ast::SequenceQuery) -> Result<SequenceSpec, QueryError>
     }
     let mut compiled = Vec::new();
     let mut until = None;
+    // `] as event0`: each alias names the first compiled stage of its stage.
+    let mut aliases: Vec<(String, usize)> = Vec::new();
     for (i, (st, own)) in stages.into_iter().enumerate() {
-        let spec = StageSpec {
-            filter: compile_event_query(&st.query)?,
-            keys: shared.iter().copied().chain(own).collect(),
+        ALIASES.with_borrow_mut(|a| a.clone_from(&aliases));
+        let whole = compile_event_query(&st.query);
+        ALIASES.with_borrow_mut(Vec::clear);
+        let whole = whole?;
+        if let Some((name, at)) = &st.alias {
+            if aliases.iter().any(|(n, _)| n == name) {
+                return Err(QueryError::new(
+                    *at,
+                    format!("`{name}` names an earlier stage already"),
+                ));
+            }
+            aliases.push((name.clone(), compiled.len()));
+        }
+        let spec = if whole.condition.reads_prior() {
+            StageSpec {
+                filter: whole.without_prior(),
+                with_prior: Some(whole),
+                keys: shared.iter().copied().chain(own).collect(),
+            }
+        } else {
+            StageSpec {
+                filter: whole,
+                with_prior: None,
+                keys: shared.iter().copied().chain(own).collect(),
+            }
         };
         if i >= sq.stages.len() {
             until = Some(spec);
@@ -487,6 +606,8 @@ fn compile_expr(e: &Expr) -> Result<Node, QueryError> {
 /// What an operand is, once names are resolved.
 enum Val<'a> {
     Field(FieldId),
+    /// A field of the event an earlier stage matched (`event0.file.path`).
+    Prior(usize, FieldId),
     /// `?field` unknown to the schema: always null.
     Missing,
     Length(FieldId),
@@ -499,9 +620,13 @@ enum Val<'a> {
 
 fn value_of(op: &Operand) -> Result<Val<'_>, QueryError> {
     Ok(match op {
-        Operand::Field(f) => match resolve_field(f)? {
-            Some(id) => Val::Field(id),
-            None => Val::Missing,
+        Operand::Field(f) => match prior_field(&f.path) {
+            Some((stage, Some(id))) => Val::Prior(stage, id),
+            Some((_, None)) => Val::Missing,
+            None => match resolve_field(f)? {
+                Some(id) => Val::Field(id),
+                None => Val::Missing,
+            },
         },
         Operand::Str(s, o) => Val::Str(s, *o),
         Operand::Int(i, _) => Val::Int(*i),
@@ -567,6 +692,8 @@ fn compile_compare(
             Val::Str(..) | Val::Int(_) | Val::Bool(_) | Val::Null,
             Val::Field(_) | Val::Length(_) | Val::Missing | Val::Cond(_),
         ) => (r, l, flip(op)),
+        // An earlier stage's field on the right of this event's.
+        (Val::Prior(..), Val::Field(_)) => (r, l, flip(op)),
         _ => (l, r, op),
     };
     let mismatch =
@@ -643,8 +770,18 @@ fn compile_compare(
                     b.kind().name()
                 )));
             }
-            eq_or_ne(Node::FieldEq { a, b })
+            eq_or_ne(Node::FieldEq {
+                a: Src::This(a),
+                b: Src::This(b),
+            })
         }
+        (Val::Field(a), Val::Prior(stage, b)) => eq_or_ne(Node::FieldEq {
+            a: Src::This(a),
+            b: Src::Stage(stage, b),
+        }),
+        (Val::Prior(..), _) | (_, Val::Prior(..)) => Err(mismatch(
+            "an earlier stage's field compares with `==` or `!=` against a field of this event",
+        )),
         (Val::Field(_), Val::Missing) => Ok(Node::Const(None)),
         (Val::Field(f), _) => Err(mismatch(&format!(
             "`{}` is a {} and cannot be compared with that value",
@@ -841,8 +978,9 @@ fn compile_call(name: &str, args: &[Operand], offset: usize) -> Result<Node, Que
             format!("`{name}` needs at least two arguments"),
         ));
     }
-    let field = match value_of(first)? {
-        Val::Field(f) => Some(f),
+    let first_src = match value_of(first)? {
+        Val::Field(f) => Some(Src::This(f)),
+        Val::Prior(stage, f) => Some(Src::Stage(stage, f)),
         Val::Missing => None,
         _ => {
             return Err(QueryError::new(
@@ -851,13 +989,28 @@ fn compile_call(name: &str, args: &[Operand], offset: usize) -> Result<Node, Que
             ))
         }
     };
-    // A field as the second argument: its value is only known per event.
+    // A field as the second argument (of this event or an earlier stage's):
+    // its value is only known per event.
     if let ([other], Some(kind)) = (rest, LiteralKind::of_function(base)) {
         if let Operand::Field(_) = other {
-            return Ok(match (field, value_of(other)?) {
-                (Some(f), Val::Field(o))
-                    if !matches!(f.kind(), FieldKind::Int | FieldKind::Bool) =>
-                {
+            let other = match value_of(other)? {
+                Val::Field(o) => Some(Src::This(o)),
+                Val::Prior(stage, o) => Some(Src::Stage(stage, o)),
+                _ => None,
+            };
+            return Ok(match (first_src, other) {
+                (Some(f), Some(o)) => {
+                    let (Src::This(id) | Src::Stage(_, id)) = f;
+                    if matches!(id.kind(), FieldKind::Int | FieldKind::Bool) {
+                        return Err(QueryError::new(
+                            first.offset(),
+                            format!(
+                                "type mismatch: `{name}` needs a string field, `{}` is a {}",
+                                id.path(),
+                                id.kind().name()
+                            ),
+                        ));
+                    }
                     Node::FieldText {
                         field: f,
                         other: o,
@@ -865,21 +1018,22 @@ fn compile_call(name: &str, args: &[Operand], offset: usize) -> Result<Node, Que
                         insensitive,
                     }
                 }
-                (Some(f), Val::Field(_)) => {
-                    return Err(QueryError::new(
-                        first.offset(),
-                        format!(
-                            "type mismatch: `{name}` needs a string field, `{}` is a {}",
-                            f.path(),
-                            f.kind().name()
-                        ),
-                    ))
-                }
                 // Either field is one vigil's events never carry: null.
                 _ => Node::Const(None),
             });
         }
     }
+    let field =
+        match first_src {
+            Some(Src::This(f)) => Some(f),
+            Some(Src::Stage(..)) => return Err(QueryError::new(
+                first.offset(),
+                format!(
+                    "`{name}` reads an earlier stage's field only against a field of this event"
+                ),
+            )),
+            None => None,
+        };
     let literal = |kind| -> Result<StrTest, QueryError> {
         Ok(StrTest::Patterns(PatternSet::new(
             string_literals(rest)?

@@ -31,8 +31,14 @@ pub struct Guard {
 fn few_values(f: FieldId) -> bool {
     matches!(
         f.path(),
-        "event.action" | "event.outcome" | "event.kind" | "event.dataset" | "event.module"
-            | "network.direction" | "network.transport" | "file.extension"
+        "event.action"
+            | "event.outcome"
+            | "event.kind"
+            | "event.dataset"
+            | "event.module"
+            | "network.direction"
+            | "network.transport"
+            | "file.extension"
     )
 }
 

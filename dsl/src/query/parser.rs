@@ -205,9 +205,21 @@ impl Parser {
         self.expect(Tok::RBracket, "`]` to close the stage")?;
         let mut by = Vec::new();
         let mut runs = 1;
+        let mut alias = None;
         loop {
             if self.eat_word("by") {
                 by = self.field_list()?;
+            } else if self.eat_word("as") {
+                let at = self.offset();
+                match self.bump().tok {
+                    Tok::Ident(name) if !name.contains('.') => alias = Some((name, at)),
+                    _ => {
+                        return Err(QueryError::new(
+                            at,
+                            "`as` needs a name for the stage's event",
+                        ))
+                    }
+                }
             } else if self.peek_word("with") && self.word_at(1, "runs") {
                 self.bump();
                 self.bump();
@@ -225,6 +237,7 @@ impl Parser {
             query,
             by,
             runs,
+            alias,
             offset,
         })
     }

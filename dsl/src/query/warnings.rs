@@ -14,19 +14,24 @@ use crate::event::{Category, EventType};
 pub fn warnings(q: &Query) -> Vec<QueryError> {
     let mut w = Vec::new();
     match q {
-        Query::Event(e) => event_query(e, &mut w),
+        Query::Event(e) => event_query(e, &[], &mut w),
         Query::Sequence(s) => {
-            s.by.iter().for_each(|f| field(f, &mut w));
+            s.by.iter().for_each(|f| field(f, &[], &mut w));
+            // `] as event0`: later stages may read `event0.field`.
+            let mut aliases: Vec<&str> = Vec::new();
             for stage in s.stages.iter().chain(&s.until) {
-                event_query(&stage.query, &mut w);
-                stage.by.iter().for_each(|f| field(f, &mut w));
+                event_query(&stage.query, &aliases, &mut w);
+                stage.by.iter().for_each(|f| field(f, &[], &mut w));
+                if let Some((name, _)) = &stage.alias {
+                    aliases.push(name);
+                }
             }
         }
     }
     w
 }
 
-fn event_query(e: &EventQuery, w: &mut Vec<QueryError>) {
+fn event_query(e: &EventQuery, aliases: &[&str], w: &mut Vec<QueryError>) {
     if let Some((name, offset)) = &e.category {
         if Category::parse(name).is_none() {
             w.push(QueryError::new(
@@ -38,56 +43,58 @@ fn event_query(e: &EventQuery, w: &mut Vec<QueryError>) {
             ));
         }
     }
-    expr(&e.condition, w);
+    expr(&e.condition, aliases, w);
 }
 
-fn expr(e: &Expr, w: &mut Vec<QueryError>) {
+fn expr(e: &Expr, aliases: &[&str], w: &mut Vec<QueryError>) {
     match e {
-        Expr::And(v) | Expr::Or(v) => v.iter().for_each(|x| expr(x, w)),
-        Expr::Not(x, _) => expr(x, w),
+        Expr::And(v) | Expr::Or(v) => v.iter().for_each(|x| expr(x, aliases, w)),
+        Expr::Not(x, _) => expr(x, aliases, w),
         Expr::Compare { lhs, rhs, .. } => {
-            operand(lhs, w);
-            operand(rhs, w);
+            operand(lhs, aliases, w);
+            operand(rhs, aliases, w);
             values(lhs, std::slice::from_ref(rhs), w);
             values(rhs, std::slice::from_ref(lhs), w);
         }
         Expr::In { value, list, .. } => {
-            operand(value, w);
-            list.iter().for_each(|o| operand(o, w));
+            operand(value, aliases, w);
+            list.iter().for_each(|o| operand(o, aliases, w));
             values(value, list, w);
         }
         Expr::Match {
             value, patterns, ..
         } => {
-            operand(value, w);
-            patterns.iter().for_each(|o| operand(o, w));
+            operand(value, aliases, w);
+            patterns.iter().for_each(|o| operand(o, aliases, w));
         }
-        Expr::Truthy(o) => operand(o, w),
+        Expr::Truthy(o) => operand(o, aliases, w),
     }
 }
 
-fn operand(o: &Operand, w: &mut Vec<QueryError>) {
+fn operand(o: &Operand, aliases: &[&str], w: &mut Vec<QueryError>) {
     match o {
-        Operand::Field(f) => field(f, w),
-        Operand::Call { args, .. } => args.iter().for_each(|a| operand(a, w)),
+        Operand::Field(f) => field(f, aliases, w),
+        Operand::Call { args, .. } => args.iter().for_each(|a| operand(a, aliases, w)),
         Operand::Str(..) | Operand::Int(..) | Operand::Bool(..) | Operand::Null(..) => {}
     }
 }
 
-/// A field outside the schema, unless marked `?` (absent by intent).
-fn field(f: &FieldRef, w: &mut Vec<QueryError>) {
-    if f.optional || fields::lookup(&f.path).is_some() {
+/// A field outside the schema, unless marked `?` (absent by intent); an
+/// earlier stage's (`event0.file.path`) is checked without its alias.
+fn field(f: &FieldRef, aliases: &[&str], w: &mut Vec<QueryError>) {
+    let path = match f.path.split_once('.') {
+        Some((head, rest)) if aliases.contains(&head) => rest,
+        _ => f.path.as_str(),
+    };
+    if f.optional || fields::lookup(path).is_some() {
         return;
     }
-    let prefix = f.path.rsplit_once('.').map_or(f.path.as_str(), |(p, _)| p);
+    let prefix = path.rsplit_once('.').map_or(path, |(p, _)| p);
     let near: Vec<&str> = fields::all_paths()
         .filter(|p| p.starts_with(prefix) && p.len() <= prefix.len() + 30)
         .take(6)
         .collect();
-    let mut message = format!(
-        "vigil's events have no field `{}`: it reads as missing here",
-        f.path
-    );
+    let mut message = format!("vigil's events have no field `{path}`: it reads as missing here");
     if !near.is_empty() {
         message.push_str(&format!("; fields nearby: {}", near.join(", ")));
     }
