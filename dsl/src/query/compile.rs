@@ -330,7 +330,7 @@ pub struct StageSpec {
     pub filter: EventFilter,
     /// The whole condition when it reads an earlier stage's event
     /// (`event0.file.path`): checked against the partial sequence it joins.
-    pub with_prior: Option<EventFilter>,
+    pub with_prior: Option<Box<EventFilter>>,
     /// `None` for an optional field the schema does not know: always null.
     pub keys: Vec<Option<FieldId>>,
 }
@@ -474,7 +474,7 @@ fn compile_sequence(sq: &ast::SequenceQuery) -> Result<SequenceSpec, QueryError>
         let spec = if whole.condition.reads_prior() {
             StageSpec {
                 filter: whole.without_prior(),
-                with_prior: Some(whole),
+                with_prior: Some(Box::new(whole)),
                 keys: shared.iter().copied().chain(own).collect(),
             }
         } else {
