@@ -73,7 +73,13 @@ above or in the translations below; E = eql.Event(category, time, data)):
      lack process.entity_id. Elasticsearch (7.16+): no sequence.
   3. `network where not cidrMatch(destination.ip, "10.0.0.0/8")` matches an
      event without destination.ip (cidrMatch returns false, not null).
-     Elasticsearch: null, no match.
+     Elasticsearch agrees: it runs the filter as Query DSL, `must_not` of
+     a `terms` query, which a document without the field matches
+     (x-pack/plugin/eql queryfolder_tests.txt, case functionEqualsFalse;
+     see the README's Rules section). vigil does the same. Where python
+     eql's `not` meets a null (`not process.name == "x"` without
+     process.name) it stays null, and Elasticsearch's `must_not` matches:
+     the translations below meet no such case.
   4. `network where event.type == "start"` does not match
      {"event": {"type": ["start", "connection"]}} (== on a list is null).
      Elasticsearch: a multi-valued field matches when any value does.
@@ -130,12 +136,12 @@ import time
 #                            Elasticsearch (and vigil) match a multi-valued
 #                            field when any value matches.
 #   event.type in (a, b)     arrayContains(event.type, a, b), same reason.
-#   cidrmatch(ip, ...)       cidrMatch(ip, ...) (eql's spelling), behind
-#                            `ip != null and`: eql's cidrMatch returns false for
-#                            a missing address, so `not cidrMatch(...)` would
-#                            hold; in Elasticsearch and vigil it is null and
-#                            `not null` does not match. A bare address "::1"
-#                            is written "::1/128" (eql requires a prefix length).
+#   cidrmatch(ip, ...)       cidrMatch(ip, ...) (eql's spelling): eql's
+#                            cidrMatch returns false for a missing address, so
+#                            `not cidrMatch(...)` holds, as `must_not` does in
+#                            Elasticsearch and `not` in vigil. A bare address
+#                            "::1" is written "::1/128" (eql requires a prefix
+#                            length).
 #   [...] by k (and the sequence's `by`)
 #                            kept; every stage also gets `k != null` for each
 #                            of its join keys: Elasticsearch (7.16+) and vigil
@@ -169,9 +175,9 @@ sequence by host.id with maxspan=15s
     {
         "id": "macos-installer-network-legacy",
         # Joined by process.entity_id only (no per-stage keys). The 26
-        # private/reserved ranges kept in order; "::1" written "::1/128";
-        # `destination.ip != null` keeps `not cidrmatch` null on events
-        # without an address, as in Elasticsearch.
+        # private/reserved ranges kept in order; "::1" written "::1/128".
+        # An event without an address matches `not cidrmatch` (Elasticsearch's
+        # `must_not`; eql's cidrMatch is false there, so `not` holds).
         "source": """
 sequence by process.entity_id with maxspan=1m [process where event.type == "start" and host.os.family == "macos" and process.parent.executable in ("/usr/sbin/installer", "/System/Library/CoreServices/Installer.app/Contents/MacOS/Installer") ] [network where not cidrmatch(destination.ip, "10.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24", "192.0.0.0/29", "192.0.0.8/32", "192.0.0.9/32", "192.0.0.10/32", "192.0.0.170/32", "192.0.0.171/32", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.168.0.0/16", "192.88.99.0/24", "224.0.0.0/4", "100.64.0.0/10", "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4", "::1", "FE80::/10", "FF00::/8")]
 """,
@@ -180,7 +186,7 @@ sequence by process.entity_id with maxspan=1m
   [process where arrayContains(event.type, "start") and host.os.family == "macos" and
      process.parent.executable in ("/usr/sbin/installer", "/System/Library/CoreServices/Installer.app/Contents/MacOS/Installer") and
      process.entity_id != null]
-  [network where destination.ip != null and
+  [network where
      not cidrMatch(destination.ip, "10.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
        "192.0.0.0/24", "192.0.0.0/29", "192.0.0.8/32", "192.0.0.9/32", "192.0.0.10/32",
        "192.0.0.170/32", "192.0.0.171/32", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24",
@@ -257,7 +263,7 @@ sequence by host.id with maxspan=5m
     {
         "id": "an1316-content-app-write-spawn-egress",
         # Three stages; macos::content_apps expanded; the loopback test is
-        # `destination.ip != null and not cidrMatch(...)` with "::1/128".
+        # `not cidrMatch(...)` with "::1/128".
         "source": """
 sequence by host.id with maxspan=2m
   [file where event.type in ("creation", "change") and
@@ -281,7 +287,7 @@ sequence by host.id with maxspan=2m
      process.name : ("osascript", "bash", "zsh", "sh", "curl", "python*") and
      host.id != null and process.parent.entity_id != null] by process.parent.entity_id
   [network where arrayContains(event.type, "start") and
-     destination.ip != null and not cidrMatch(destination.ip, "127.0.0.0/8", "::1/128") and
+     not cidrMatch(destination.ip, "127.0.0.0/8", "::1/128") and
      host.id != null and process.parent.entity_id != null] by process.parent.entity_id
 """,
     },

@@ -105,17 +105,18 @@ impl Node {
             Node::Const(v) => *v == Some(true),
             Node::And(terms) => terms.iter().all(Node::can_be_true),
             Node::Or(terms) => terms.iter().any(Node::can_be_true),
-            Node::Not(inner) => inner.can_be_false(),
+            // `not x` holds whenever `x` is not true.
+            Node::Not(inner) => inner.can_be_other_than_true(),
             _ => true,
         }
     }
 
-    /// Whether some event could make this `Some(false)`.
-    pub fn can_be_false(&self) -> bool {
+    /// Whether some event could make this other than `Some(true)`.
+    fn can_be_other_than_true(&self) -> bool {
         match self {
-            Node::Const(v) => *v == Some(false),
-            Node::And(terms) => terms.iter().any(Node::can_be_false),
-            Node::Or(terms) => terms.iter().all(Node::can_be_false),
+            Node::Const(v) => *v != Some(true),
+            Node::And(terms) => terms.iter().any(Node::can_be_other_than_true),
+            Node::Or(terms) => terms.iter().all(Node::can_be_other_than_true),
             Node::Not(inner) => inner.can_be_true(),
             _ => true,
         }
@@ -194,7 +195,9 @@ impl Node {
                     Some(false)
                 }
             }
-            Node::Not(inner) => inner.eval_in(e, prior).map(|b| !b),
+            // Elasticsearch runs a filter as Query DSL: `not` is `must_not`,
+            // which a document whose field is missing matches (README, Rules).
+            Node::Not(inner) => Some(inner.eval_in(e, prior) != Some(true)),
             Node::Str { field, test } => e.str_test(*field, test),
             Node::IsNull(field) => Some(matches!(e.field(*field), FieldValue::Null)),
             Node::Int { value, op, rhs } => {
@@ -707,6 +710,9 @@ fn compile_compare(
     };
     match (l, r) {
         (Val::Missing, Val::Null) => Ok(Node::Const(Some(op == CmpOp::Eq))),
+        // `f != "x"` is `must_not term` in Elasticsearch: true when `f` is
+        // missing, as for a field the event lacks.
+        (Val::Missing, _) if op == CmpOp::Ne => Ok(Node::Not(Box::new(Node::Const(None)))),
         (Val::Missing, _) => Ok(Node::Const(None)),
         (Val::Field(f), Val::Null) => eq_or_ne(Node::IsNull(f)),
         (Val::Field(f), Val::Str(s, soff)) => match f.kind() {
@@ -1023,17 +1029,18 @@ fn compile_call(name: &str, args: &[Operand], offset: usize) -> Result<Node, Que
             });
         }
     }
-    let field =
-        match first_src {
-            Some(Src::This(f)) => Some(f),
-            Some(Src::Stage(..)) => return Err(QueryError::new(
+    let field = match first_src {
+        Some(Src::This(f)) => Some(f),
+        Some(Src::Stage(..)) => {
+            return Err(QueryError::new(
                 first.offset(),
                 format!(
                     "`{name}` reads an earlier stage's field only against a field of this event"
                 ),
-            )),
-            None => None,
-        };
+            ))
+        }
+        None => None,
+    };
     let literal = |kind| -> Result<StrTest, QueryError> {
         Ok(StrTest::Patterns(PatternSet::new(
             string_literals(rest)?
