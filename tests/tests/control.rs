@@ -392,7 +392,8 @@ fn control_socket_status_context_reload_and_bad_requests() {
     );
     fs::write(
         rules.join("broken.rhai"),
-        "rule(#{ id: \"broken\", query: `process where process.nmae == \"x\"` });\n",
+        // A real error (a field vigil lacks would load, with a warning).
+        "rule(#{ id: \"broken\", query: `process where process.pid == \"x\"` });\n",
     )
     .unwrap();
     let o = vigil()
@@ -402,7 +403,7 @@ fn control_socket_status_context_reload_and_bad_requests() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("rejected") && stderr(&o).contains("process.nmae"),
+        stderr(&o).contains("rejected") && stderr(&o).contains("process.pid"),
         "{}",
         stderr(&o)
     );
