@@ -863,3 +863,93 @@ fn an_alias_names_one_stage_and_only_earlier_stages_read_it() {
     .unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
 }
+
+/// `descendant of`, `child of` and `event of` (Elastic Defend's lineage):
+/// answered from who started whom as the events tell it (entity ids), with
+/// near misses from another tree.
+#[test]
+fn lineage_terms_follow_the_process_tree_the_events_describe() {
+    let proc = |ts: i64, name: &str, id: &str, parent: Option<&str>| {
+        let mut e = ev(ts * S, Some("h"), name);
+        e.process.entity_id = Some(id.into());
+        e.process.parent = parent.map(|p| {
+            Arc::new(Process {
+                entity_id: Some(p.into()),
+                ..Process::default()
+            })
+        });
+        e
+    };
+    let rules = |query: &str| {
+        let text = format!("rule(#{{ id: \"r\", query: `{query}` }});");
+        let out = load_rules(&[RuleFile {
+            path: "r.rhai".into(),
+            text,
+            origin: Origin::User,
+        }]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        Arc::new(out.rules)
+    };
+    let alerts_on = |query: &str, events: &[Event]| -> Vec<String> {
+        let mut c = Correlator::new(rules(query), CorrelatorConfig::default());
+        let mut u = Correlator::unindexed(rules(query), CorrelatorConfig::default());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for e in events {
+            c.process(e, &mut a);
+            u.process(e, &mut b);
+        }
+        let ids = |v: &[Alert]| -> Vec<String> {
+            v.iter()
+                .map(|a| {
+                    a.events[0]
+                        .process
+                        .entity_id
+                        .as_deref()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        };
+        // The index and the general path agree.
+        assert_eq!(ids(&a), ids(&b), "{query}");
+        ids(&a)
+    };
+    let events = [
+        proc(1, "Microsoft Word", "word", Some("launchd")),
+        proc(2, "sh", "sh1", Some("word")),
+        proc(3, "curl", "curl1", Some("sh1")),
+        proc(4, "Terminal", "term", Some("launchd")),
+        proc(5, "sh", "sh2", Some("term")),
+        proc(6, "curl", "curl2", Some("sh2")),
+        proc(7, "curl", "curl3", Some("word")),
+    ];
+    let word = r#"process where process.name == "Microsoft Word""#;
+    assert_eq!(
+        alerts_on(
+            &format!(r#"process where process.name == "curl" and descendant of [{word}]"#),
+            &events
+        ),
+        ["curl1", "curl3"]
+    );
+    assert_eq!(
+        alerts_on(
+            &format!(r#"process where process.name == "curl" and child of [{word}]"#),
+            &events
+        ),
+        ["curl3"]
+    );
+    assert_eq!(
+        alerts_on(
+            &format!(r#"process where process.name == "curl" and not descendant of [{word}]"#),
+            &events
+        ),
+        ["curl2"]
+    );
+    assert_eq!(
+        alerts_on(
+            r#"process where process.name == "sh" and event of [process where process.name == "sh" and process.entity_id == "sh2"]"#,
+            &events
+        ),
+        ["sh2"]
+    );
+}

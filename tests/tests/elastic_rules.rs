@@ -57,26 +57,16 @@ fn every_detection_rules_macos_eql_rule_loads() {
 }
 
 #[test]
-fn protections_artifacts_behaviour_rules_load_but_lineage() {
+fn every_protections_artifacts_macos_behaviour_rule_loads() {
+    // Step aliases (`] as event0`) and lineage (`descendant of [...]`)
+    // included: all 444 of both repositories load (the bar: 426).
     let (loaded, reasons, _) = check("protections-artifacts");
-    let expected: BTreeMap<String, usize> = [
-        // `descendant of [...]`, `child of [...]`.
-        ("expected `)`, found `of`", 3),
-        ("expected end of query, found `of`", 1),
-        ("expected `]` to close the stage, found `of`", 1),
-    ]
-    .into_iter()
-    .map(|(r, n)| (r.to_string(), n))
-    .collect();
-    assert_eq!(reasons, expected);
-    assert_eq!(loaded, 301 - 5);
-    // The bar: at least 426 of the 444 as written (439).
-    assert!(loaded + 143 >= 426);
+    assert!(reasons.is_empty(), "{reasons:#?}");
+    assert_eq!(loaded, 301);
 }
 
 /// `vigil rules import` on Elastic's TOML files as they are: EQL rules
-/// become rule files that load, kuery is skipped with its language, and a
-/// query vigil cannot parse fails at its line and column in the TOML.
+/// become rule files that load, kuery is skipped with its language.
 #[test]
 fn rules_import_reads_elastic_toml_as_written() {
     let out = tempfile::tempdir().unwrap();
@@ -89,21 +79,14 @@ fn rules_import_reads_elastic_toml_as_written() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(o.status.code(), Some(0), "{stdout}{stderr}");
     assert!(
-        stderr.contains("3 imported, 1 skipped, 1 failed"),
+        stderr.contains("4 imported, 1 skipped, 0 failed"),
         "{stderr}"
     );
     assert!(
         stdout.contains("command_and_control_unusual_connection_to_suspicious_top_level_domain.toml: not EQL (language = \"kuery\")"),
         "{stdout}"
-    );
-    // `descendant of`, which vigil does not parse yet, at its place in
-    // the TOML.
-    let failed = stderr.lines().find(|l| l.starts_with("failed ")).unwrap();
-    assert!(
-        failed.contains("command_and_control_egress_network_connection_from_node.js_descendant.toml:17:17: expected `)`, found `of`"),
-        "{failed}"
     );
     // The rule with step aliases (`] as event0`) imports.
     assert!(
@@ -118,5 +101,5 @@ fn rules_import_reads_elastic_toml_as_written() {
         .unwrap();
     let err = String::from_utf8_lossy(&check.stderr);
     assert_eq!(check.status.code(), Some(0), "{err}");
-    assert!(err.contains("9 rules loaded, 0 errors"), "{err}");
+    assert!(err.contains("10 rules loaded, 0 errors"), "{err}");
 }

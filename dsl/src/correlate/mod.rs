@@ -7,6 +7,7 @@
 //! compile rules ([`crate::rules`]), or do I/O.
 
 pub mod dispatch;
+pub mod lineage;
 pub mod sequence;
 
 use std::cell::RefCell;
@@ -44,6 +45,9 @@ pub struct Correlator {
     marked: Vec<u32>,
     /// Answers of costly string tests by text (with the index).
     memo: Option<RefCell<TextMemo>>,
+    /// Who started whom and what `descendant of [...]` queries matched;
+    /// only when a rule reads lineage.
+    lineage: Option<lineage::Lineage>,
 }
 
 /// Event time of the sequence rules, kept per set of categories: rules
@@ -137,6 +141,7 @@ impl Correlator {
             .iter()
             .map(|r| QueryState::new(&r.query))
             .collect();
+        let lineage = lineage::Lineage::of(&rules);
         Correlator {
             may_match: vec![0; rules.len()],
             marked: Vec::new(),
@@ -148,6 +153,7 @@ impl Correlator {
             events_seen: 0,
             index: None,
             memo: None,
+            lineage,
         }
     }
 
@@ -168,6 +174,9 @@ impl Correlator {
 
     fn process_shared(&mut self, shared: &SharedEvent<'_>, alerts: &mut Vec<Alert>) {
         self.events_seen += 1;
+        if let Some(l) = &mut self.lineage {
+            l.observe(shared.event());
+        }
         let Some(index) = &self.index else {
             return self.offer_all(shared, alerts);
         };
@@ -178,28 +187,50 @@ impl Correlator {
             .memo
             .take()
             .unwrap_or_else(|| RefCell::new(TextMemo::new(MEMO_SLOTS)));
+        // Out of `self` too, like the memo, while the states are borrowed.
+        let lineage = self.lineage.take();
         let fields = MemoEvent {
             event: shared.event(),
             memo: &memo,
+            lineage: lineage
+                .as_ref()
+                .map(|l| l as &dyn crate::query::fields::LineageSource),
         };
         self.expire_due(shared, &fields);
         self.offer_marked(shared, &fields, alerts);
         self.memo = Some(memo);
+        self.lineage = lineage;
     }
 
     /// The general path: every rule that takes the event's category is
     /// offered it, with every stage evaluated.
     fn offer_all(&mut self, shared: &SharedEvent<'_>, alerts: &mut Vec<Alert>) {
         let rules = &*self.rules;
+        let lineage = self.lineage.as_ref();
         for &idx in rules.candidates(shared.event().event.category) {
-            self.states[idx].process(
-                &rules.rules[idx].query,
-                &self.config,
-                shared,
-                shared.event(),
-                ALL_STAGES,
-                &mut self.matches,
-            );
+            let state = &mut self.states[idx];
+            let query = &rules.rules[idx].query;
+            match lineage {
+                Some(l) => state.process(
+                    query,
+                    &self.config,
+                    shared,
+                    &lineage::WithLineage {
+                        event: shared.event(),
+                        lineage: l,
+                    },
+                    ALL_STAGES,
+                    &mut self.matches,
+                ),
+                None => state.process(
+                    query,
+                    &self.config,
+                    shared,
+                    shared.event(),
+                    ALL_STAGES,
+                    &mut self.matches,
+                ),
+            }
             if !self.matches.is_empty() {
                 for m in self.matches.drain(..) {
                     alerts.extend(rules.make_alert(idx, m));

@@ -91,6 +91,23 @@ pub enum Expr {
     /// A bare operand used as a condition (`process.code_signature.trusted`,
     /// `cidrmatch(...)`, `true`).
     Truthy(Operand),
+    /// `descendant of [process where ...]`, `child of [...]`, `event of [...]`.
+    Lineage {
+        kind: LineageKind,
+        query: Box<EventQuery>,
+        offset: usize,
+    },
+}
+
+/// How the event's process relates to a process the inner query matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineageKind {
+    /// Its parent matched.
+    Child,
+    /// Some ancestor matched.
+    Descendant,
+    /// The process itself matched (in an earlier or this event).
+    Event,
 }
 
 #[derive(Debug, Clone)]

@@ -63,7 +63,17 @@ pub enum Node {
         kind: LiteralKind,
         insensitive: bool,
     },
+    /// `descendant of [process where ...]`: answered from the lineage the
+    /// correlator keeps ([`EventFields::lineage`]).
+    Lineage {
+        kind: ast::LineageKind,
+        filter: LineageFilter,
+    },
 }
+
+/// `descendant of [...]` and its kin: the inner filter, shared so the
+/// correlator can tell lineage queries apart by address.
+pub type LineageFilter = std::sync::Arc<EventFilter>;
 
 /// Where a field is read: the event at hand, or the event an earlier stage
 /// of the sequence matched (`event0.file.path`, after `] as event0`).
@@ -143,6 +153,20 @@ impl Node {
     /// for string tests on IP fields and comparisons of two list fields.
     pub fn eval<E: EventFields + ?Sized>(&self, e: &E) -> Option<bool> {
         self.eval_in(e, &[])
+    }
+
+    /// The inner filters of its `descendant of [...]` terms (nested ones
+    /// too), for the correlator to watch.
+    pub fn lineage_filters(&self, out: &mut Vec<LineageFilter>) {
+        match self {
+            Node::And(terms) | Node::Or(terms) => terms.iter().for_each(|t| t.lineage_filters(out)),
+            Node::Not(inner) => inner.lineage_filters(out),
+            Node::Lineage { filter, .. } => {
+                filter.condition.lineage_filters(out);
+                out.push(std::sync::Arc::clone(filter));
+            }
+            _ => {}
+        }
     }
 
     /// Whether this reads an earlier stage's event (`event0.field`).
@@ -235,6 +259,7 @@ impl Node {
                 _ => None,
             },
             Node::FieldEq { a, b } => text_eq(a.value(e, prior), b.value(e, prior)),
+            Node::Lineage { kind, filter } => e.lineage(*kind, filter),
             Node::FieldText {
                 field,
                 other,
@@ -577,6 +602,10 @@ fn compile_expr(e: &Expr) -> Result<Node, QueryError> {
         Expr::Or(terms) => Node::Or(compile_terms(terms)?),
         Expr::Not(inner, _) => Node::Not(Box::new(compile_expr(inner)?)),
         Expr::Truthy(op) => compile_truthy(op)?,
+        Expr::Lineage { kind, query, .. } => Node::Lineage {
+            kind: *kind,
+            filter: std::sync::Arc::new(compile_event_query(query)?),
+        },
         Expr::Compare {
             lhs,
             op,

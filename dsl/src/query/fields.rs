@@ -142,6 +142,17 @@ pub enum SymValue<'a> {
     Val(FieldValue<'a>),
 }
 
+/// Answers `descendant of [...]` and its kin for an event: the correlator's
+/// lineage ([`crate::correlate::lineage`]).
+pub trait LineageSource {
+    fn answer(
+        &self,
+        kind: super::ast::LineageKind,
+        filter: &super::compile::EventFilter,
+        e: &Event,
+    ) -> Option<bool>;
+}
+
 /// Read access to an event's fields, for the query matchers. Implemented by
 /// [`Event`] and by [`EventView`] (an undecoded, interned event), so queries
 /// run on spooled records without materializing them.
@@ -161,6 +172,16 @@ pub trait EventFields {
     #[inline]
     fn str_test(&self, f: FieldId, test: &StrTest) -> Option<bool> {
         self.field(f).any_str(|s| test.matches(s))
+    }
+    /// Whether the event's process is `kind` of a process `filter` matched
+    /// (`descendant of [...]`); `None` where no lineage is kept (outside
+    /// the correlator: hunts, single filters).
+    fn lineage(
+        &self,
+        _kind: super::ast::LineageKind,
+        _filter: &super::compile::EventFilter,
+    ) -> Option<bool> {
+        None
     }
 }
 
@@ -182,6 +203,13 @@ impl<T: EventFields + ?Sized> EventFields for &T {
     }
     fn str_test(&self, f: FieldId, test: &StrTest) -> Option<bool> {
         (**self).str_test(f, test)
+    }
+    fn lineage(
+        &self,
+        kind: super::ast::LineageKind,
+        filter: &super::compile::EventFilter,
+    ) -> Option<bool> {
+        (**self).lineage(kind, filter)
     }
 }
 

@@ -180,6 +180,8 @@ impl TextMemo {
 pub struct MemoEvent<'a> {
     pub event: &'a crate::Event,
     pub memo: &'a RefCell<TextMemo>,
+    /// The correlator's lineage, when a rule reads it.
+    pub lineage: Option<&'a dyn super::fields::LineageSource>,
 }
 
 impl EventFields for MemoEvent<'_> {
@@ -201,6 +203,13 @@ impl EventFields for MemoEvent<'_> {
             FieldValue::Str(s) if test.is_costly() => Some(self.memo.borrow_mut().matches(test, s)),
             other => other.any_str(|s| test.matches(s)),
         }
+    }
+    fn lineage(
+        &self,
+        kind: super::ast::LineageKind,
+        filter: &super::compile::EventFilter,
+    ) -> Option<bool> {
+        self.lineage?.answer(kind, filter, self.event)
     }
 }
 

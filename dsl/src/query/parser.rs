@@ -318,6 +318,27 @@ impl Parser {
             self.expect(Tok::RParen, "`)`")?;
             return Ok(inner);
         }
+        let lineage = [
+            ("descendant", LineageKind::Descendant),
+            ("child", LineageKind::Child),
+            ("event", LineageKind::Event),
+        ]
+        .into_iter()
+        .find(|(w, _)| self.peek_word(w) && self.word_at(1, "of"));
+        if let Some((_, kind)) = lineage {
+            self.bump();
+            self.bump();
+            self.expect(Tok::LBracket, "`[` after `of`")?;
+            self.enter()?;
+            let query = self.event_query()?;
+            self.depth -= 1;
+            self.expect(Tok::RBracket, "`]` to close the lineage query")?;
+            return Ok(Expr::Lineage {
+                kind,
+                query: Box::new(query),
+                offset,
+            });
+        }
         self.comparison()
     }
 

@@ -68,6 +68,7 @@ fn expr(e: &Expr, aliases: &[&str], w: &mut Vec<QueryError>) {
             patterns.iter().for_each(|o| operand(o, aliases, w));
         }
         Expr::Truthy(o) => operand(o, aliases, w),
+        Expr::Lineage { query, .. } => event_query(query, aliases, w),
     }
 }
 
