@@ -19,7 +19,7 @@ pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
         RulesCommand::Test { dir } => test(dir.as_deref()),
         RulesCommand::Import { paths, out } => import(&paths, &out),
         RulesCommand::List { dir, json } => list(dir.as_deref(), json),
-        // Talks to the running agent: see commands/context.rs.
+        // Talks to the running agent: see cli/context.rs.
         RulesCommand::Reload { state_dir } => super::context::rules_reload(&state_dir),
     }
 }

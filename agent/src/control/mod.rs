@@ -7,7 +7,7 @@
 //!   stats, outbox and sink backlogs.
 //! * `{"cmd":"context", "alert_id"|"entity_id"|"id": "...", "window":"5m",
 //!   "limit":200}` or `{"cmd":"context","host":"...","start":T,"end":T}`
-//!   (T: RFC 3339 or a duration back from now): see `control/context.rs`.
+//!   (T: RFC 3339 or a duration back from now): see `history/context.rs`.
 //! * `{"cmd":"rules_reload"}`: loads the rules again; a set with any error
 //!   is rejected whole and the running set stays.
 //!

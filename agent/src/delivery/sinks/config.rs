@@ -699,6 +699,20 @@ mod tests {
     }
 
     #[test]
+    fn the_unknown_key_list_is_every_kind_s_keys_and_the_shared_ones() {
+        let mut listed: Vec<&str> = ALL_KEYS.to_vec();
+        let mut from_kinds: Vec<&str> = ["kind", "name"]
+            .into_iter()
+            .chain(SinkKind::ALL.iter().flat_map(|k| k.keys().iter().copied()))
+            .chain(DeliverySettings::KEYS.iter().copied())
+            .collect();
+        listed.sort_unstable();
+        from_kinds.sort_unstable();
+        from_kinds.dedup();
+        assert_eq!(listed, from_kinds);
+    }
+
+    #[test]
     fn a_printed_config_reads_back_the_same() {
         let text = r#"
             [[sinks]]

@@ -3,7 +3,7 @@
 //! `_bulk`, Splunk HEC, a JSON webhook). Each sink runs on its own thread
 //! with its own outbox cursor: it reads a batch, delivers it, and only then
 //! acknowledges it, retrying with exponential backoff while the receiver is
-//! down. See `outbox.rs` for the at-least-once boundary.
+//! down. See `delivery/outbox.rs` for the at-least-once boundary.
 //!
 //! Owns: sink configuration, validation and delivery threads. Must not
 //! touch: alerts before the outbox holds them.
