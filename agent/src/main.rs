@@ -11,6 +11,16 @@ use vigil::cli;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    // Client commands end quietly when their reader goes away (`vigil rules
+    // list | head -1`), as Unix tools do; the agent keeps ignoring SIGPIPE
+    // (a closed socket is an error it handles, not its end).
+    if !matches!(args.command, cli::Command::Run(_)) {
+        // SAFETY: restoring the default action of one signal before any
+        // thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // The agent logs its life; client commands only what went wrong.
     let default_level = match args.command {
         cli::Command::Run(_) => "info",

@@ -134,6 +134,9 @@ pub struct EcsReader<R> {
     input: R,
     line: u64,
     buf: String,
+    /// A read error ends the stream (reported once): reading a directory
+    /// or a broken device would otherwise fail on every call.
+    failed: bool,
 }
 
 impl<R: BufRead> EcsReader<R> {
@@ -142,6 +145,7 @@ impl<R: BufRead> EcsReader<R> {
             input,
             line: 0,
             buf: String::new(),
+            failed: false,
         }
     }
 }
@@ -150,6 +154,9 @@ impl<R: BufRead> Iterator for EcsReader<R> {
     type Item = Result<Event, LineError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
         loop {
             self.buf.clear();
             self.line += 1;
@@ -157,10 +164,11 @@ impl<R: BufRead> Iterator for EcsReader<R> {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => {
+                    self.failed = true;
                     return Some(Err(LineError {
                         line: self.line,
                         message: format!("read error: {e}"),
-                    }))
+                    }));
                 }
             }
             let text = self.buf.trim();

@@ -407,3 +407,24 @@ fn dotted_keys_are_paths_and_a_missing_timestamp_is_an_error() {
     .unwrap();
     assert_eq!(plain.process.command_line.as_deref(), Some("x \"a.b\": y"));
 }
+
+/// A read error ends the stream after one report: reading a directory or
+/// a broken device fails on every call, and must not loop forever.
+#[test]
+fn a_read_error_is_reported_once_and_ends_the_stream() {
+    struct Broken;
+    impl std::io::Read for Broken {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("Is a directory"))
+        }
+    }
+    let results: Vec<_> = EcsReader::new(std::io::BufReader::new(Broken))
+        .take(10)
+        .collect();
+    assert_eq!(results.len(), 1);
+    assert!(results[0]
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("read error"));
+}

@@ -419,3 +419,39 @@ fn replay_of_nothing_but_bad_lines_exits_2() {
         stderr(&o)
     );
 }
+
+/// Hardening (issue 25, items 5 and 8): `vigil replay DIR` is a clear error
+/// at once (it used to read "Is a directory" forever), and a client
+/// command whose reader goes away ends quietly, as Unix tools do (it used
+/// to panic: "failed printing to stdout: Broken pipe").
+#[test]
+fn replay_of_a_directory_fails_at_once_and_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = vigil().arg("replay").arg(dir.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is a directory"), "{}", stderr(&o));
+
+    use std::io::{BufRead, BufReader};
+    // --json: more than a pipe holds (~450 KB), so writes go on after the
+    // reader has gone.
+    let mut child = vigil()
+        .args(["rules", "list", "--json"])
+        .arg(repo().join("tests/fixtures/elastic-rules/protections-artifacts"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone now (dropped above): like `| head -1`.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!first.is_empty());
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    assert_ne!(out.status.code(), Some(101), "{err}");
+}

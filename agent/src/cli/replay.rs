@@ -34,6 +34,11 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
     for path in &a.files {
         let input: Box<dyn BufRead> = if path == Path::new("-") {
             Box::new(BufReader::new(std::io::stdin()))
+        } else if path.is_dir() {
+            anyhow::bail!(
+                "{} is a directory; give the NDJSON files in it",
+                path.display()
+            );
         } else {
             Box::new(BufReader::new(
                 std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
