@@ -17,6 +17,10 @@ pub enum SpoolError {
     /// The header page carries a format version this build cannot read.
     #[error("unsupported spool format version {0} (this build reads version {supported})", supported = crate::FORMAT_VERSION)]
     UnsupportedVersion(u32),
+    /// The filesystem has no room for the spool: it is not created or grown
+    /// (filling the disk would starve everything else on it).
+    #[error("no room for the spool {}: it needs {need} more bytes, the filesystem has {free} free", path.display())]
+    NoSpace { path: PathBuf, need: u64, free: u64 },
     /// The requested capacity is below the minimum.
     #[error("spool capacity {requested} bytes is too small (minimum {minimum})")]
     TooSmall { requested: u64, minimum: u64 },

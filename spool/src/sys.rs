@@ -38,6 +38,24 @@ pub(crate) fn try_lock_exclusive(_file: &File) -> io::Result<LockResult> {
     Ok(LockResult::Locked)
 }
 
+/// Bytes an unprivileged writer may still allocate on `file`'s filesystem.
+#[cfg(unix)]
+pub fn free_bytes(file: &File) -> io::Result<u64> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: fstatvfs fills the struct we own from a valid descriptor.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ by platform
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+#[cfg(not(unix))]
+pub fn free_bytes(_file: &File) -> io::Result<u64> {
+    Ok(u64::MAX)
+}
+
 /// Grows `file` to `len` bytes with disk space reserved where the platform
 /// allows it, so that later stores through the mapping cannot hit ENOSPC
 /// (which would be a SIGBUS).

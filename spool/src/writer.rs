@@ -210,6 +210,21 @@ fn random_id() -> u64 {
 
 /// Largest raw batch whose worst-case compressed block fits in a quarter of
 /// the ring.
+/// Refuses to grow `file` from `len` to `total` bytes when the filesystem
+/// does not have the difference free.
+fn ensure_room(file: &File, path: &Path, total: u64, len: u64) -> Result<(), SpoolError> {
+    let need = total.saturating_sub(len);
+    let free = sys::free_bytes(file).map_err(|e| SpoolError::io(path, e))?;
+    if need > free {
+        return Err(SpoolError::NoSpace {
+            path: path.to_path_buf(),
+            need,
+            free,
+        });
+    }
+    Ok(())
+}
+
 fn max_raw_for(capacity: u64) -> usize {
     let max_extent = (capacity / 4) / BLOCK_ALIGN * BLOCK_ALIGN;
     let max_payload = (max_extent - BLOCK_HEADER_LEN as u64) as usize;
@@ -295,7 +310,18 @@ impl SpoolWriter {
         let (header, created) = match FileHeader::decode_static(&page) {
             Ok(h) => (h, false),
             Err(HeaderError::Empty) if page.iter().all(|&b| b == 0) => {
-                (Self::initialize(&mut file, path, requested, len)?, true)
+                let made = ensure_room(&file, path, HEADER_PAGE + requested, len)
+                    .and_then(|()| Self::initialize(&mut file, path, requested, len));
+                match made {
+                    Ok(header) => (header, true),
+                    Err(e) => {
+                        // Leave no half-made spool behind (it held no data).
+                        if len == 0 {
+                            let _ = std::fs::remove_file(path);
+                        }
+                        return Err(e);
+                    }
+                }
             }
             Err(HeaderError::Empty | HeaderError::BadMagic) => {
                 return Err(SpoolError::NotASpool {
@@ -327,6 +353,9 @@ impl SpoolWriter {
         let total = HEADER_PAGE + capacity;
         let len = file.metadata().map_err(io)?.len();
         let repaired_truncation = if len < total {
+            // A header that claims more than the disk has (a damaged or
+            // hostile one) must not fill the filesystem.
+            ensure_room(&file, path, total, len)?;
             sys::preallocate(&file, total).map_err(io)?;
             Some(len)
         } else {
