@@ -134,8 +134,9 @@ pub struct EcsReader<R> {
     input: R,
     line: u64,
     buf: String,
-    /// A read error ends the stream (reported once): reading a directory
-    /// or a broken device would otherwise fail on every call.
+    /// A read error other than a line that is not UTF-8 ends the stream
+    /// (reported once): reading a directory or a broken device would
+    /// otherwise fail on every call.
     failed: bool,
 }
 
@@ -164,7 +165,9 @@ impl<R: BufRead> Iterator for EcsReader<R> {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => {
-                    self.failed = true;
+                    // A line that is not UTF-8 is that line's problem (it
+                    // was consumed); any other read error ends the stream.
+                    self.failed = e.kind() != std::io::ErrorKind::InvalidData;
                     return Some(Err(LineError {
                         line: self.line,
                         message: format!("read error: {e}"),
