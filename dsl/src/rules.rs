@@ -76,6 +76,8 @@ pub struct Rule {
     /// Context kinds the rule asks the agent to attach (`ancestry`, `window:60s`).
     pub context: Vec<String>,
     on_match: Option<(FnPtr, Arc<AST>)>,
+    /// Times the hook ran over [`limits::HOOK_BUDGET`].
+    hook_overruns: std::sync::atomic::AtomicU32,
 }
 
 /// The compiled rules, indexed by event category.
@@ -96,11 +98,23 @@ type Collector = Arc<Mutex<Vec<PendingRule>>>;
 /// Limits that keep a rule script from hurting the agent.
 pub mod limits {
     pub const MAX_OPERATIONS: u64 = 1_000_000;
+    /// Wall time one `on_match` hook may take: the operation limit counts
+    /// steps, and a few costly steps (searching a long string) can take
+    /// seconds while the pipeline waits and the queue overflows.
+    pub const HOOK_BUDGET: std::time::Duration = std::time::Duration::from_millis(50);
+    /// Overruns after which a rule's hook is no longer run (its alerts go
+    /// out as the rule raised them, saying so).
+    pub const HOOK_OVERRUNS: u32 = 3;
     pub const MAX_CALL_LEVELS: usize = 32;
     pub const MAX_EXPR_DEPTH: usize = 64;
     pub const MAX_STRING: usize = 256 * 1024;
     pub const MAX_ARRAY: usize = 10_000;
     pub const MAX_MAP: usize = 10_000;
+}
+
+thread_local! {
+    /// When the `on_match` hook running on this thread must stop.
+    static HOOK_DEADLINE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
 }
 
 /// The sandboxed engine exactly as rule loading builds it, without modules.
@@ -122,6 +136,13 @@ fn build_engine(modules: StaticModuleResolver, collector: Option<Collector>) -> 
     engine.set_max_modules(64);
     engine.disable_symbol("eval");
     engine.set_module_resolver(modules);
+    // A hook's wall-time budget, checked every 256 operations while a
+    // deadline is set (only around `on_match` calls).
+    engine.on_progress(|ops| {
+        let over = ops % 256 == 0
+            && HOOK_DEADLINE.with(|d| d.get().is_some_and(|t| std::time::Instant::now() > t));
+        over.then(|| Dynamic::from("time budget"))
+    });
     engine.on_print(|_| {});
     engine.on_debug(|_, _, _| {});
     let collector = collector.unwrap_or_default();
@@ -267,6 +288,10 @@ fn runtime_message(e: &EvalAltResult) -> String {
         EvalAltResult::ErrorTooManyOperations(_) => format!(
             "script ran too long (more than {} operations); rule files must only declare rules",
             limits::MAX_OPERATIONS
+        ),
+        EvalAltResult::ErrorTerminated(..) => format!(
+            "on_match ran longer than its time budget ({} ms)",
+            limits::HOOK_BUDGET.as_millis()
         ),
         other => other.to_string(),
     }
@@ -414,6 +439,7 @@ fn build_rule(
         origin: f.origin,
         context: strings("context").map_err(err)?,
         on_match,
+        hook_overruns: Default::default(),
     };
     warnings.extend(query_warnings);
     Ok(rule)
@@ -547,7 +573,23 @@ impl RuleSet {
             raw_enrichments: Vec::new(),
         };
         if let Some((hook, ast)) = &rule.on_match {
-            match run_hook(&self.engine, hook, ast, &alert) {
+            use std::sync::atomic::Ordering::Relaxed;
+            let overruns = rule.hook_overruns.load(Relaxed);
+            let outcome = if overruns >= limits::HOOK_OVERRUNS {
+                Err(format!(
+                    "on_match disabled: it ran over its time budget {overruns} times"
+                ))
+            } else {
+                HOOK_DEADLINE
+                    .with(|d| d.set(Some(std::time::Instant::now() + limits::HOOK_BUDGET)));
+                let outcome = run_hook(&self.engine, hook, ast, &alert);
+                HOOK_DEADLINE.with(|d| d.set(None));
+                if matches!(&outcome, Err(m) if m.starts_with("on_match ran longer")) {
+                    rule.hook_overruns.fetch_add(1, Relaxed);
+                }
+                outcome
+            };
+            match outcome {
                 Ok(HookOutcome::Keep(map)) => apply_hook_result(&mut alert, map),
                 Ok(HookOutcome::Suppress) => return None,
                 Err(message) => {

@@ -953,3 +953,48 @@ fn lineage_terms_follow_the_process_tree_the_events_describe() {
         ["sh2"]
     );
 }
+
+/// A hook whose few steps are each slow (searching a 64 KiB string) stays
+/// under the operation limit but not under the time budget: it is stopped,
+/// the alert goes out saying so, and after a few overruns the hook is not
+/// run again (issue 25, item 1: it used to stall the agent for 32 s per
+/// alert).
+#[test]
+fn a_slow_hook_is_stopped_by_its_time_budget_and_then_disabled() {
+    let text = r#"
+rule(#{
+    id: "slow",
+    query: `process where process.name == "slow"`,
+    on_match: |alert| {
+        let s = "a";
+        for i in 0..16 { s += s; }
+        let n = 0;
+        for i in 0..100000 { n += s.index_of("zz"); }
+        alert
+    },
+});
+"#;
+    let out = load_rules(&[RuleFile {
+        path: "slow.rhai".into(),
+        text: text.into(),
+        origin: Origin::User,
+    }]);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let rules = Arc::new(out.rules);
+    let errors: Vec<String> = (0..5)
+        .map(|i| {
+            let alerts = fire(&rules, ev(S + i, Some("h1"), "slow"));
+            assert_eq!(alerts.len(), 1, "the alert still goes out");
+            alerts[0].enrichments["on_match_error"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for e in &errors[..3] {
+        assert!(e.contains("time budget"), "{e}");
+    }
+    for e in &errors[3..] {
+        assert!(e.contains("disabled"), "{e}");
+    }
+}
