@@ -191,6 +191,10 @@ pub enum SpoolCommand {
         path: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Read and decode every block and record (the default looks at
+        /// block headers only); exit 1 on any damage.
+        #[arg(long)]
+        verify: bool,
     },
     /// Print the stored events.
     Dump {

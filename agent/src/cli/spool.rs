@@ -15,7 +15,7 @@ use crate::history::timearg::time_range;
 
 pub fn run(cmd: SpoolCommand) -> Result<ExitCode> {
     match cmd {
-        SpoolCommand::Info { path, json } => info(&path, json),
+        SpoolCommand::Info { path, json, verify } => info(&path, json, verify),
         SpoolCommand::Dump {
             path,
             since,
@@ -25,10 +25,49 @@ pub fn run(cmd: SpoolCommand) -> Result<ExitCode> {
     }
 }
 
-fn info(path: &std::path::Path, json: bool) -> Result<ExitCode> {
+/// What reading every block found (`--verify`).
+#[derive(Debug, Default, serde::Serialize)]
+struct Verified {
+    blocks_read: u64,
+    blocks_unreadable: u64,
+    events_readable: u64,
+    records_undecodable: u64,
+}
+
+fn verify(reader: &SpoolReader) -> Verified {
+    let mut v = Verified::default();
+    for info in reader.blocks() {
+        match reader.read_block(info) {
+            Ok(block) => {
+                let (counts, err) = for_each_event(&block, |_| true, |_| ControlFlow::Continue(()));
+                v.events_readable += counts.in_range - counts.bad_records;
+                v.records_undecodable += counts.bad_records;
+                if err.is_some() {
+                    v.blocks_unreadable += 1;
+                } else {
+                    v.blocks_read += 1;
+                }
+            }
+            Err(_) => v.blocks_unreadable += 1,
+        }
+    }
+    v
+}
+
+fn info(path: &std::path::Path, json: bool, verify_blocks: bool) -> Result<ExitCode> {
     let reader =
         SpoolReader::open(path).with_context(|| format!("opening spool {}", path.display()))?;
     let i = reader.info();
+    // A file shorter than its header says (truncated, or never grown).
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let expected_len = spool::HEADER_PAGE + i.capacity;
+    let truncated = file_len < expected_len;
+    let verified = verify_blocks.then(|| verify(&reader));
+    let damaged = truncated
+        || i.corrupt_blocks > 0
+        || verified
+            .as_ref()
+            .is_some_and(|v| v.blocks_unreadable > 0 || v.records_undecodable > 0);
     let ratio = if i.compressed_bytes > 0 {
         i.raw_bytes as f64 / i.compressed_bytes as f64
     } else {
@@ -54,6 +93,10 @@ fn info(path: &std::path::Path, json: bool) -> Result<ExitCode> {
             "compression_ratio": ratio,
             "bytes_per_event": bytes_per_event,
             "corrupt_blocks": i.corrupt_blocks,
+            "file_bytes": file_len,
+            "truncated": truncated,
+            "checked": if verified.is_some() { "every block and record" } else { "block headers only" },
+            "verified": verified,
         });
         println!("{doc}");
     } else {
@@ -81,8 +124,26 @@ fn info(path: &std::path::Path, json: bool) -> Result<ExitCode> {
             human_bytes(i.compressed_bytes)
         );
         println!("corrupt blocks   {}", i.corrupt_blocks);
+        if truncated {
+            println!(
+                "file             TRUNCATED: {} of the {} its header claims",
+                human_bytes(file_len),
+                human_bytes(expected_len)
+            );
+        }
+        match &verified {
+            None => println!("checked          block headers only (--verify reads every block)"),
+            Some(v) => println!(
+                "verified         {} blocks read, {} unreadable; {} events readable, {} records undecodable",
+                v.blocks_read, v.blocks_unreadable, v.events_readable, v.records_undecodable
+            ),
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if damaged && verify_blocks {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub fn human_bytes(n: u64) -> String {
