@@ -150,6 +150,10 @@ pub struct Pipeline {
     sinks: Option<SinkMonitor>,
     rules_reloads: u64,
     status_written: Option<Instant>,
+    /// Live sources on this host: the process table is checked against the
+    /// OS now and then (exits lost under load would otherwise pile up).
+    sweep_processes: bool,
+    swept: Instant,
 }
 
 impl Pipeline {
@@ -162,6 +166,7 @@ impl Pipeline {
         if cfg.seed_process_table {
             table.seed_from_system();
         }
+        let sweep_processes = cfg.seed_process_table;
         let spool_path = cfg.spool.as_ref().map(|(p, _)| p.clone());
         let spool = cfg
             .spool
@@ -204,6 +209,8 @@ impl Pipeline {
             sinks: None,
             rules_reloads: 0,
             status_written: None,
+            sweep_processes,
+            swept: Instant::now(),
         })
     }
 

@@ -114,7 +114,55 @@ impl ProcessTable {
             info,
             as_parent: Arc::new(as_parent),
         };
-        self.live.insert(live.info.pid, live);
+        // A pid that starts another process (a recycled pid, or an exit
+        // that was dropped under load): the old instance is over.
+        if let Some(old) = self.live.insert(live.info.pid, live) {
+            let start = self.live[&old.info.pid].info.start_ns;
+            if self.live[&old.info.pid].info.entity_id != old.info.entity_id {
+                self.retire(old.info, start);
+            }
+        }
+    }
+
+    /// Keeps an ended process answerable (by entity id) among the last
+    /// `EXITED_KEPT` ended ones.
+    fn retire(&mut self, mut info: Arc<ProcInfo>, exit_ns: i64) {
+        let entity_id = info.entity_id.clone();
+        // Out of the pid map, the Arc is (nearly always) ours alone.
+        self.by_entity.remove(&entity_id);
+        Arc::make_mut(&mut info).exit_ns = Some(exit_ns);
+        self.exited.push_back(entity_id.clone());
+        self.by_entity.insert(entity_id, info);
+        while self.exited.len() > EXITED_KEPT {
+            if let Some(old) = self.exited.pop_front() {
+                // Unless the id came back to life meanwhile.
+                if self
+                    .by_entity
+                    .get(&old)
+                    .is_some_and(|p| p.exit_ns.is_some())
+                {
+                    self.by_entity.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Retires the live processes `alive` says are gone: their exits were
+    /// dropped (a full queue) or never seen. Keeps the table bounded by the
+    /// processes that really run.
+    pub fn sweep(&mut self, alive: impl Fn(u32) -> bool, now_ns: i64) -> usize {
+        let dead: Vec<u32> = self
+            .live
+            .keys()
+            .copied()
+            .filter(|&pid| !alive(pid))
+            .collect();
+        for pid in &dead {
+            if let Some(Live { info, .. }) = self.live.remove(pid) {
+                self.retire(info, now_ns);
+            }
+        }
+        dead.len()
     }
 
     pub fn by_pid(&self, pid: u32) -> Option<&ProcInfo> {
@@ -168,18 +216,8 @@ impl ProcessTable {
         }
         self.fill(e);
         if is_end {
-            if let Some(Live { mut info, .. }) = self.live.remove(&pid) {
-                // Out of both maps, the Arc is ours alone: no copy to change it.
-                let entity_id = info.entity_id.clone();
-                self.by_entity.remove(&entity_id);
-                Arc::make_mut(&mut info).exit_ns = Some(e.timestamp_ns);
-                self.exited.push_back(entity_id.clone());
-                self.by_entity.insert(entity_id, info);
-                while self.exited.len() > EXITED_KEPT {
-                    if let Some(old) = self.exited.pop_front() {
-                        self.by_entity.remove(&old);
-                    }
-                }
+            if let Some(Live { info, .. }) = self.live.remove(&pid) {
+                self.retire(info, e.timestamp_ns);
             }
         }
     }
@@ -272,6 +310,34 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    /// Issue 25, item 2: with exits dropped under load, recycled pids and
+    /// a sweep against the OS keep the table bounded; an instance a pid no
+    /// longer runs stays answerable among the recently ended.
+    #[test]
+    fn lost_exits_do_not_grow_the_table() {
+        let mut t = ProcessTable::new("host0001");
+        // 100,000 execs over 1,000 pids and no exit event at all.
+        for i in 0..100_000u32 {
+            let pid = 1000 + i % 1000;
+            t.observe(&mut exec(i64::from(i), pid, 1, "true", &format!("e{i}")));
+        }
+        assert_eq!(t.len(), 1000);
+        assert!(
+            t.by_entity.len() <= 1000 + EXITED_KEPT,
+            "{}",
+            t.by_entity.len()
+        );
+        // The last instance of a pid is live, the one before it ended.
+        assert!(t.by_entity("e99999").unwrap().exit_ns.is_none());
+        assert!(t.by_entity("e98999").unwrap().exit_ns.is_some());
+        // The OS says only even pids still run.
+        let gone = t.sweep(|pid| pid % 2 == 0, 1);
+        assert_eq!(gone, 500);
+        assert_eq!(t.len(), 500);
+        assert!(t.by_pid(1001).is_none());
+        assert!(t.by_entity.len() <= 500 + EXITED_KEPT);
     }
 
     #[test]

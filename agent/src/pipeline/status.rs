@@ -10,6 +10,19 @@ use serde::Serialize;
 use spool::SpoolReader;
 
 use super::{Pipeline, STATUS_FILE_EVERY};
+
+/// How often the process table is checked against the processes the OS runs.
+const PROCESS_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether `pid` is a running process (signal 0 probes without sending).
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let probed = unsafe { libc::kill(pid, 0) };
+    probed == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
 use crate::delivery::outbox::OutboxStatus;
 use crate::delivery::sinks::SinkStatus;
 use crate::history::store::refreshed_reader;
@@ -94,6 +107,16 @@ impl Pipeline {
 
     /// Time-driven work: write status (the spool thread seals on its own).
     pub fn tick(&mut self, queue_depth: usize) {
+        if self.sweep_processes && self.swept.elapsed() >= PROCESS_SWEEP_EVERY {
+            self.swept = Instant::now();
+            let gone = self.table.sweep(pid_alive, dsl::time::now_ns());
+            if gone > 0 {
+                tracing::debug!(
+                    processes = gone,
+                    "process table: retired processes the OS no longer runs"
+                );
+            }
+        }
         // status.json is the fallback of `vigil status` when the socket is
         // down: every 2 s is fresh enough and keeps an idle agent idle.
         let due = self
