@@ -501,6 +501,14 @@ fn locate_in_file(file: &str, call: Position, query_text: &str, offset: usize) -
     }
 }
 
+impl Rule {
+    /// Times the `on_match` hook ran over its time budget.
+    pub fn hook_overruns(&self) -> u32 {
+        self.hook_overruns
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 impl RuleSet {
     fn new(rules: Vec<Rule>, engine: Arc<Engine>) -> RuleSet {
         let mut by_category = vec![Vec::new(); Category::ALL.len()];

@@ -997,4 +997,6 @@ rule(#{
     for e in &errors[3..] {
         assert!(e.contains("disabled"), "{e}");
     }
+    // `vigil status` shows it per rule.
+    assert_eq!(rules.rules()[0].hook_overruns(), 3);
 }

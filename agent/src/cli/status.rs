@@ -59,8 +59,19 @@ fn print_status(s: &StatusSnapshot, path: &Path) {
     );
     for r in &s.rules {
         println!(
-            "{:<45} {:>6} {:>8} {:>8} {:>9}",
-            r.id, r.open_chains, r.evicted, r.expired, r.completed
+            "{:<45} {:>6} {:>8} {:>8} {:>9}{}",
+            r.id,
+            r.open_chains,
+            r.evicted,
+            r.expired,
+            r.completed,
+            match r.hook_overruns {
+                0 => String::new(),
+                n if n >= dsl::rules::limits::HOOK_OVERRUNS => {
+                    format!("  on_match disabled after {n} overruns of its time budget")
+                }
+                n => format!("  on_match over its time budget {n} times"),
+            }
         );
     }
     print_delivery_status(s);

@@ -97,6 +97,9 @@ pub struct RuleStatus {
     pub evicted: u64,
     pub expired: u64,
     pub completed: u64,
+    /// `on_match` overruns of its time budget (3: the hook is disabled).
+    #[serde(default)]
+    pub hook_overruns: u32,
 }
 
 impl Pipeline {
@@ -158,6 +161,7 @@ impl Pipeline {
                     evicted: r.sequence.evicted,
                     expired: r.sequence.expired,
                     completed: r.sequence.completed,
+                    hook_overruns: r.hook_overruns,
                 })
                 .collect(),
             rules_reloads: self.rules_reloads,

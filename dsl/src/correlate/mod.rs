@@ -120,6 +120,9 @@ impl Clocks {
 pub struct RuleStats {
     pub id: String,
     pub sequence: SequenceStats,
+    /// Times its `on_match` hook ran over its time budget (from
+    /// [`crate::rules::limits::HOOK_OVERRUNS`] on, the hook is not run).
+    pub hook_overruns: u32,
 }
 
 impl Correlator {
@@ -332,6 +335,7 @@ impl Correlator {
             .map(|(r, s)| RuleStats {
                 id: r.meta.id.clone(),
                 sequence: s.stats(),
+                hook_overruns: r.hook_overruns(),
             })
             .collect()
     }
