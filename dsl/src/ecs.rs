@@ -59,11 +59,14 @@ fn has_dotted_key(text: &str) -> bool {
             }
             j += 1;
         }
-        let after = bytes[(j + 1).min(bytes.len())..]
-            .iter()
-            .find(|b| !b.is_ascii_whitespace());
-        if dot && after == Some(&b':') {
-            return true;
+        // Only a string with a dot needs to know whether it is a key.
+        if dot {
+            let after = bytes[(j + 1).min(bytes.len())..]
+                .iter()
+                .find(|b| !b.is_ascii_whitespace());
+            if after == Some(&b':') {
+                return true;
+            }
         }
         i = j + 1;
         if i >= bytes.len() {

@@ -116,9 +116,13 @@ impl ProcessTable {
         };
         // A pid that starts another process (a recycled pid, or an exit
         // that was dropped under load): the old instance is over.
-        if let Some(old) = self.live.insert(live.info.pid, live) {
-            let start = self.live[&old.info.pid].info.start_ns;
-            if self.live[&old.info.pid].info.entity_id != old.info.entity_id {
+        let (pid, start, new_id) = (
+            live.info.pid,
+            live.info.start_ns,
+            live.info.entity_id.clone(),
+        );
+        if let Some(old) = self.live.insert(pid, live) {
+            if old.info.entity_id != new_id {
                 self.retire(old.info, start);
             }
         }
