@@ -21,12 +21,10 @@ pub struct LineError {
 /// `event.created`, `event.start` or `event.ingested`, and without any of
 /// them is an error: stored at 1970 it would fall out of every time range.
 pub fn parse_ecs_json(text: &str) -> Result<Event, String> {
-    let has_timestamp = text.contains("\"@timestamp\"");
-    if has_timestamp && !has_dotted_key(text) {
-        return serde_json::from_str(text).map_err(|e| e.to_string());
-    }
     let mut doc: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    expand_dotted_keys(&mut doc);
+    if has_dotted_key(text) {
+        expand_dotted_keys(&mut doc);
+    }
     if let serde_json::Value::Object(map) = &mut doc {
         if !map.contains_key("@timestamp") {
             // Pipeline outputs without `@timestamp` (Jamf Protect's) still
@@ -38,7 +36,7 @@ pub fn parse_ecs_json(text: &str) -> Result<Event, String> {
             map.insert("@timestamp".into(), when);
         }
     }
-    serde_json::from_value(doc).map_err(|e| e.to_string())
+    Event::from_document(&doc)
 }
 
 /// Whether some key may hold a dot: `"a.b":` anywhere (a string value that
@@ -78,28 +76,35 @@ fn has_dotted_key(text: &str) -> bool {
 
 /// Turns `{"process.name": "curl"}` into `{"process": {"name": "curl"}}`,
 /// merging with objects already there, at every level.
-fn expand_dotted_keys(v: &mut serde_json::Value) {
+pub(crate) fn expand_dotted_keys(v: &mut serde_json::Value) {
     use serde_json::{Map, Value};
     match v {
+        Value::Object(map) if !map.keys().any(|k| k.contains('.')) => {
+            map.values_mut().for_each(expand_dotted_keys)
+        }
         Value::Object(map) => {
             let old = std::mem::take(map);
             for (key, mut value) in old {
                 expand_dotted_keys(&mut value);
-                let mut parts = key.split('.').filter(|p| !p.is_empty()).peekable();
                 let mut at: &mut Map<String, Value> = map;
-                while let Some(part) = parts.next() {
-                    if parts.peek().is_none() {
-                        merge(at, part, value);
+                let mut rest = key.trim_matches('.');
+                loop {
+                    let Some((head, tail)) = rest.split_once('.') else {
+                        merge(at, rest, value);
+                        break;
+                    };
+                    if at.get(head).is_some_and(|v| !v.is_object()) {
+                        // A scalar where an object goes: keep both, the
+                        // rest of the path as one dotted key beside it.
+                        merge(at, rest, value);
                         break;
                     }
-                    let slot = at
-                        .entry(part.to_string())
-                        .or_insert_with(|| Value::Object(Map::new()));
-                    if !slot.is_object() {
-                        // A scalar where an object goes: keep the scalar.
-                        break;
-                    }
-                    at = slot.as_object_mut().expect("checked is_object");
+                    at = at
+                        .entry(head.to_string())
+                        .or_insert_with(|| Value::Object(Map::new()))
+                        .as_object_mut()
+                        .expect("checked: an object or new");
+                    rest = tail;
                 }
             }
         }

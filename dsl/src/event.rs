@@ -14,33 +14,97 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use crate::ecs_serde;
+pub use crate::extra::{ExtraValue, Extras};
 
 pub use crate::text::Text;
 
 /// One observed fact about a host: a process started, a file was written, a
 /// connection was made.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Encode, Decode)]
+///
+/// Its serde form is an ECS document: the typed fields, with [`Extras`]
+/// (fields outside the schema that a replayed document carried) merged in
+/// at their paths. Deserializing reads dotted keys as object paths and keeps
+/// every field the typed schema does not read in `extra`.
+#[derive(Debug, Clone, PartialEq, Default, Encode, Decode)]
 pub struct Event {
     /// Nanoseconds since the Unix epoch (ECS `@timestamp`); 0 when a document
     /// has none (pipeline outputs and some alert exports omit it).
-    #[serde(rename = "@timestamp", default, with = "ecs_serde::timestamp")]
     pub timestamp_ns: i64,
-    #[serde(default)]
     pub event: EventInfo,
-    #[serde(default)]
     pub host: Host,
-    #[serde(default)]
     pub process: Process,
-    #[serde(default, skip_serializing_if = "User::is_empty")]
     pub user: User,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<File>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Endpoint>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<Endpoint>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// Fields outside the schema, by dotted path (empty for vigil's own
+    /// sources). Not part of a version-1 record.
+    pub extra: Extras,
+}
+
+/// [`Event`]'s typed fields as serde sees them (serde's remote derive: the
+/// hand-written impls below add the extras).
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Event")]
+struct TypedEvent {
+    #[serde(rename = "@timestamp", default, with = "ecs_serde::timestamp")]
+    timestamp_ns: i64,
+    #[serde(default)]
+    event: EventInfo,
+    #[serde(default)]
+    host: Host,
+    #[serde(default)]
+    process: Process,
+    #[serde(default, skip_serializing_if = "User::is_empty")]
+    user: User,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<File>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    destination: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    network: Option<Network>,
+    #[serde(skip)]
+    extra: Extras,
+}
+
+struct AsTyped<'a>(&'a Event);
+
+impl Serialize for AsTyped<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        TypedEvent::serialize(self.0, s)
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.extra.is_empty() {
+            return TypedEvent::serialize(self, s);
+        }
+        let mut doc = serde_json::to_value(AsTyped(self)).map_err(serde::ser::Error::custom)?;
+        self.extra.merge_into(&mut doc);
+        doc.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Event, D::Error> {
+        let mut doc = serde_json::Value::deserialize(d)?;
+        crate::ecs::expand_dotted_keys(&mut doc);
+        Event::from_document(&doc).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Event {
+    /// The event an expanded ECS document (no dotted keys) describes: its
+    /// typed fields, and every other field as an extra.
+    pub fn from_document(doc: &serde_json::Value) -> Result<Event, String> {
+        let mut event = TypedEvent::deserialize(doc).map_err(|e| e.to_string())?;
+        event.extra = Extras::from_document(doc)?;
+        Ok(event)
+    }
 }
 
 /// ECS `event.*`.

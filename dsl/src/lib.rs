@@ -11,6 +11,7 @@ pub mod codec;
 pub mod ecs;
 mod ecs_serde;
 pub mod event;
+pub mod extra;
 mod fasthash;
 pub mod query;
 pub mod text;

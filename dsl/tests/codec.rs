@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use std::sync::Arc;
 use vigil_dsl::codec::{
     decode_event, encode_event, encode_event_into, encode_event_v1, CodecError, FORMAT_VERSION,
-    FORMAT_VERSION_V1,
+    FORMAT_VERSION_V1, FORMAT_VERSION_V3,
 };
 use vigil_dsl::event::Process;
 use vigil_dsl::Event;
@@ -38,13 +38,17 @@ proptest! {
     #[test]
     fn decode_of_encode_is_identity(e in arb_event()) {
         let bytes = encode_event(&e).unwrap();
-        prop_assert_eq!(bytes[0], FORMAT_VERSION);
+        // Version 3 only when the event carries fields outside the schema.
+        let expected = if e.extra.is_empty() { FORMAT_VERSION } else { FORMAT_VERSION_V3 };
+        prop_assert_eq!(bytes[0], expected);
         let back = decode_event(&bytes).unwrap();
         prop_assert_eq!(back, e);
     }
 
     #[test]
-    fn version_one_records_still_decode(e in arb_event()) {
+    fn version_one_records_still_decode(mut e in arb_event()) {
+        // Version 1 predates extras: it never carries them.
+        e.extra = Default::default();
         let bytes = encode_event_v1(&e).unwrap();
         prop_assert_eq!(bytes[0], FORMAT_VERSION_V1);
         prop_assert_eq!(decode_event(&bytes).unwrap(), e);
@@ -114,7 +118,7 @@ proptest! {
 #[test]
 fn unknown_version_byte_is_unsupported_version() {
     let mut bytes = encode_event(&sample_event()).unwrap();
-    for v in [0u8, 3, 7, 255] {
+    for v in [0u8, 4, 7, 255] {
         bytes[0] = v;
         match decode_event(&bytes) {
             Err(CodecError::UnsupportedVersion(got)) => assert_eq!(got, v),

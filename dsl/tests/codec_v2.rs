@@ -13,7 +13,7 @@ use vigil_dsl::codec::{
     decode_event, encode_event, encode_event_v1, BlockDecoder, CodecError, Decoded, EventEncoder,
     FORMAT_VERSION,
 };
-use vigil_dsl::event::{Category, EventType};
+use vigil_dsl::event::{Category, EventType, ExtraValue};
 use vigil_dsl::query::fields::{all_paths, lookup};
 use vigil_dsl::query::memo::{MemoView, StrMemo};
 use vigil_dsl::query::{self, CompiledQuery, EventFields, EventFilter};
@@ -318,6 +318,14 @@ const QUERIES: &[&str] = &[
     r#"any where process.exit_code != 0 and process.parent.exit_code == null"#,
     r#"any where @timestamp > 0"#,
     r#"any where ?process.nope == null and ?nope.field != "x""#,
+    // Fields outside the schema, which replayed documents carry as extras.
+    r#"any where process.code_signature.exists == true"#,
+    r#"any where process.Ext.effective_parent.executable : "*a*""#,
+    r#"any where event.dataset != null and event.dataset in~ ("A", "b")"#,
+    r#"any where dll.name : ("*a*", "?") or dll.name == null"#,
+    r#"any where x > 0 or x == true or x == 5 or x in (1, "2")"#,
+    r#"any where startswith~(dll.name, process.name) or event.dataset == process.name"#,
+    r#"any where length(dll.name) > 1"#,
 ];
 
 fn filter(q: &str) -> EventFilter {
@@ -515,6 +523,22 @@ struct BcRecord {
     network: Option<[u32; 2]>,
 }
 
+/// Version 3 appends these after the version-2 body.
+#[derive(Debug, Encode, Decode)]
+struct BcExtra {
+    key: u32,
+    value: BcExtraValue,
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+enum BcExtraValue {
+    Str(u32),
+    Int(i64),
+    Float(u32),
+    Bool(bool),
+    List(Vec<u32>),
+}
+
 #[derive(Debug, Encode, Decode)]
 struct BcProc {
     pid: Option<u32>,
@@ -533,9 +557,17 @@ proptest! {
     #[test]
     fn records_are_bincode_of_the_documented_layout(e in arb_event()) {
         let rec = encode_event(&e).unwrap();
-        let (bc, used): (BcRecord, usize) =
+        let (bc, mut used): (BcRecord, usize) =
             bincode::decode_from_slice(&rec[1..], bincode::config::standard()).unwrap();
+        let extras: Vec<BcExtra> = if rec[0] == 3 {
+            let (x, n) = bincode::decode_from_slice(&rec[1 + used..], bincode::config::standard()).unwrap();
+            used += n;
+            x
+        } else {
+            Vec::new()
+        };
         prop_assert_eq!(used, rec.len() - 1);
+        prop_assert_eq!(extras.len(), e.extra.len());
         let mut dec = BlockDecoder::new();
         let v = dec.decode_view(&rec).unwrap();
         let s = v.syms();
@@ -556,5 +588,17 @@ proptest! {
         prop_assert_eq!(bc.source, s.source.clone());
         prop_assert_eq!(bc.destination, s.destination.clone());
         prop_assert_eq!(bc.network.map(|n| n[0]), s.network.map(|n| n.transport));
+        for (x, (path, value)) in extras.iter().zip(e.extra.iter()) {
+            prop_assert_eq!(v.str(x.key), Some(path));
+            let same_kind = matches!(
+                (&x.value, value),
+                (BcExtraValue::Str(_), ExtraValue::Str(_))
+                    | (BcExtraValue::Int(_), ExtraValue::Int(_))
+                    | (BcExtraValue::Float(_), ExtraValue::Float(_))
+                    | (BcExtraValue::Bool(_), ExtraValue::Bool(_))
+                    | (BcExtraValue::List(_), ExtraValue::List(_))
+            );
+            prop_assert!(same_kind, "{:?} vs {:?}", x.value, value);
+        }
     }
 }

@@ -397,7 +397,14 @@ fn dotted_keys_are_paths_and_a_missing_timestamp_is_an_error() {
         r#"{"@timestamp": "2024-01-01T00:00:00Z", "event": {"category": "process"}, "process": {"name": "curl", "pid": 7, "parent": {"name": "sh"}}}"#,
     )
     .unwrap();
-    assert_eq!(e, nested);
+    // The rest of the document is kept too, outside the schema.
+    assert_eq!(
+        e.extra.get("note"),
+        Some(&vigil_dsl::event::ExtraValue::Str("a.b: not a key".into()))
+    );
+    let mut without_note = e.clone();
+    without_note.extra = Default::default();
+    assert_eq!(without_note, nested);
     let err = parse_ecs_json(r#"{"process": {"name": "curl"}}"#).unwrap_err();
     assert!(err.contains("@timestamp"), "{err}");
     // A string value that looks like a dotted key changes nothing.

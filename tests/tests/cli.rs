@@ -275,7 +275,9 @@ fn rules_check_points_at_file_line_column_and_keeps_good_rules() {
     let err = stderr(&o);
     assert!(
         err.contains("warning: ")
-            && err.contains("mine.rhai:4:3: rule bad: vigil's events have no field `process.nmae`"),
+            && err.contains(
+                "mine.rhai:4:3: rule bad: vigil's own events have no field `process.nmae`"
+            ),
         "{err}"
     );
     // ... and an error with --strict, at the same place.

@@ -103,3 +103,82 @@ fn rules_import_reads_elastic_toml_as_written() {
     assert_eq!(check.status.code(), Some(0), "{err}");
     assert!(err.contains("10 rules loaded, 0 errors"), "{err}");
 }
+
+/// An Elastic rule that reads the responsible process
+/// (`process.Ext.effective_parent.*`) and the document's own
+/// `code_signature.exists` fires on Elastic Defend documents replayed as
+/// they are, and not on near misses; the spool keeps those fields for hunts
+/// and the alert carries them.
+#[test]
+fn rules_read_the_fields_replayed_documents_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let rule = "752a2f7f-8d0c-4a7e-9665-ec948d14e947.rhai";
+    std::fs::copy(fixtures("protections-artifacts").join(rule), rules.join(rule)).unwrap();
+    let doc = |ts: &str, effective_parent: &str, exists: bool| {
+        serde_json::json!({
+            "@timestamp": ts,
+            "event": {"category": ["process"], "type": ["start"], "action": "exec", "dataset": "endpoint.events.process"},
+            "host": {"id": "mac-1", "os": {"type": "macos"}},
+            "process": {
+                "pid": 4100, "entity_id": format!("ent-{ts}"), "name": "payload",
+                "executable": "/private/tmp/payload", "args": ["/private/tmp/payload"],
+                // A signing id, yet Defend says unsigned: the document wins.
+                "code_signature": {"exists": exists, "signing_id": "payload", "trusted": exists},
+                "parent": {"name": "sh", "pid": 4000},
+                "Ext": {"effective_parent": {"executable": effective_parent, "name": "installer"}}
+            }
+        })
+        .to_string()
+    };
+    let input = [
+        doc("2024-05-01T10:00:00Z", "/usr/sbin/installer", false),
+        // Near misses: another responsible process; a trusted, signed one.
+        doc("2024-05-01T10:00:01Z", "/usr/bin/login", false),
+        doc("2024-05-01T10:00:02Z", "/usr/sbin/installer", true),
+    ]
+    .join("\n");
+    let events = dir.path().join("defend.ndjson");
+    std::fs::write(&events, input).unwrap();
+    let spool = dir.path().join("s.spool");
+    let o = vigil()
+        .args(["replay", "--no-shipped-rules", "--rules"])
+        .arg(&rules)
+        .arg("--spool")
+        .arg(&spool)
+        .arg(&events)
+        .output()
+        .unwrap();
+    let alerts = vigil_e2e::ndjson(&vigil_e2e::stdout(&o));
+    assert_eq!(alerts.len(), 1, "{}", vigil_e2e::stderr(&o));
+    let event = &alerts[0]["events"][0];
+    assert_eq!(event["@timestamp"], "2024-05-01T10:00:00Z");
+    assert_eq!(
+        event["process"]["Ext"]["effective_parent"]["executable"],
+        "/usr/sbin/installer"
+    );
+    assert_eq!(event["event"]["dataset"], "endpoint.events.process");
+
+    // A hunt reads them from the spool with `?` (named as intended)...
+    let hunt = |q: &str| {
+        vigil()
+            .args(["hunt", "--json", "--spool"])
+            .arg(&spool)
+            .arg(q)
+            .output()
+            .unwrap()
+    };
+    let o = hunt(r#"process where ?process.Ext.effective_parent.executable == "/usr/bin/login""#);
+    let found = vigil_e2e::ndjson(&vigil_e2e::stdout(&o));
+    assert_eq!(found.len(), 1, "{}", vigil_e2e::stderr(&o));
+    assert_eq!(found[0]["@timestamp"], "2024-05-01T10:00:01Z");
+    // ...and without it says why it refuses (a typo would look the same).
+    let o = hunt(r#"process where process.Ext.effective_parent.executable == "/usr/bin/login""#);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        vigil_e2e::stderr(&o).contains("write `?process.Ext.effective_parent.executable`"),
+        "{}",
+        vigil_e2e::stderr(&o)
+    );
+}

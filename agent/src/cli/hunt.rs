@@ -34,9 +34,11 @@ struct Column {
 impl Column {
     fn parse(name: &str) -> Result<Column> {
         let name = name.trim();
-        let field = fields::lookup(name);
+        // Any name: fields outside the schema print what replayed
+        // documents carried, `-` elsewhere.
+        let field = fields::resolve(name.trim_start_matches('?'));
         if field.is_none() {
-            bail!("unknown field `{name}` for output");
+            bail!("too many distinct field names to print `{name}`");
         }
         Ok(Column {
             name: name.to_string(),

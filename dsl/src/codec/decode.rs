@@ -248,7 +248,8 @@ impl<'a> BlockDecoder<'a> {
     pub fn decode_next(&mut self, bytes: &'a [u8]) -> Result<Decoded<'_>, CodecError> {
         let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
         match version {
-            FORMAT_VERSION => self.decode_v2(body).map(Decoded::View),
+            FORMAT_VERSION => self.decode_v2(body, false).map(Decoded::View),
+            FORMAT_VERSION_V3 => self.decode_v2(body, true).map(Decoded::View),
             FORMAT_VERSION_V1 => decode_v1(body).map(|e| Decoded::Owned(Box::new(e))),
             v => Err(CodecError::UnsupportedVersion(v)),
         }
@@ -258,7 +259,8 @@ impl<'a> BlockDecoder<'a> {
     pub fn decode_view(&mut self, bytes: &'a [u8]) -> Result<EventView<'_>, CodecError> {
         match bytes.split_first() {
             None => Err(CodecError::Empty),
-            Some((&FORMAT_VERSION, body)) => self.decode_v2(body),
+            Some((&FORMAT_VERSION, body)) => self.decode_v2(body, false),
+            Some((&FORMAT_VERSION_V3, body)) => self.decode_v2(body, true),
             Some((&v, _)) => Err(CodecError::UnsupportedVersion(v)),
         }
     }
@@ -268,7 +270,7 @@ impl<'a> BlockDecoder<'a> {
     pub fn skip_next(&mut self, bytes: &'a [u8]) -> Result<(), CodecError> {
         let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
         match version {
-            FORMAT_VERSION => {
+            FORMAT_VERSION | FORMAT_VERSION_V3 => {
                 let before = self.dict.len();
                 let r = self.read_strings(&mut Cur::new(body));
                 if r.is_err() {
@@ -293,11 +295,22 @@ impl<'a> BlockDecoder<'a> {
         Ok(())
     }
 
-    pub(super) fn decode_v2(&mut self, body: &'a [u8]) -> Result<EventView<'_>, CodecError> {
+    /// A version-2 record's body, or a version-3 one's (`extras`).
+    pub(super) fn decode_v2(
+        &mut self,
+        body: &'a [u8],
+        extras: bool,
+    ) -> Result<EventView<'_>, CodecError> {
         let before = self.dict.len();
         let mut c = Cur::new(body);
         let r = self.read_strings(&mut c).and_then(|()| {
             self.syms.read(&mut c, self.dict.len() as u32)?;
+            if extras {
+                self.syms.read_extras(&mut c, &self.dict)?;
+            } else {
+                self.syms.extras.clear();
+                self.syms.extra_items.clear();
+            }
             match c.remaining() {
                 0 => Ok(()),
                 n => Err(CodecError::TrailingBytes(n)),

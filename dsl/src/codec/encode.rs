@@ -319,8 +319,14 @@ impl EventEncoder {
         let mut body = std::mem::take(&mut self.body);
         body.clear();
         self.put_event(event, &mut body);
+        let version = if event.extra.is_empty() {
+            FORMAT_VERSION
+        } else {
+            self.put_extras(&event.extra, &mut body);
+            FORMAT_VERSION_V3
+        };
         out.reserve(1 + 9 + self.new_strings.len() + body.len());
-        out.push(FORMAT_VERSION);
+        out.push(version);
         put_varint(out, self.new_count);
         out.extend_from_slice(&self.new_strings);
         out.extend_from_slice(&body);
@@ -456,6 +462,44 @@ impl EventEncoder {
                 b.push(1);
                 self.sym(&n.transport, b);
                 self.sym(&n.direction, b);
+            }
+        }
+    }
+
+    /// The extras section of a version-3 record (in path order, as
+    /// [`Extras`] keeps them).
+    pub(super) fn put_extras(&mut self, extras: &Extras, b: &mut Vec<u8>) {
+        put_varint(b, extras.len() as u64);
+        for (key, value) in extras.iter() {
+            let k = self.intern(key);
+            put_varint(b, k);
+            match value {
+                ExtraValue::Str(s) => {
+                    b.push(0);
+                    let v = self.intern_text(s);
+                    put_varint(b, v);
+                }
+                ExtraValue::Int(i) => {
+                    b.push(1);
+                    put_varint(b, zigzag(*i));
+                }
+                ExtraValue::Float(s) => {
+                    b.push(2);
+                    let v = self.intern_text(s);
+                    put_varint(b, v);
+                }
+                ExtraValue::Bool(v) => {
+                    b.push(3);
+                    b.push(u8::from(*v));
+                }
+                ExtraValue::List(items) => {
+                    b.push(4);
+                    put_varint(b, items.len() as u64);
+                    for s in items {
+                        let v = self.intern_text(s);
+                        put_varint(b, v);
+                    }
+                }
             }
         }
     }

@@ -47,8 +47,27 @@
 //! is corrupt. A standalone version-2 record ([`encode_event`]) is one encoded
 //! with an empty dictionary.
 //!
+//! # Version 3: version 2 plus fields outside the schema
+//!
+//! An event that carries [`Extras`] (a replayed ECS document's fields that
+//! the typed schema does not read, `crate::extra`) is written as version 3:
+//! the version-2 body, then
+//!
+//! ```text
+//! extras     := varint(n) n × (sym(path) extra)      -- paths distinct, in byte order
+//! extra      := 0x00 sym(text)                       -- keyword
+//!             | 0x01 zigzag(i64)                     -- integer
+//!             | 0x02 sym(text)                       -- other number, as written
+//!             | 0x03 bool
+//!             | 0x04 varint(k) k × sym(text)         -- list (array elements as text)
+//! ```
+//!
+//! (bincode 2 of `Vec<(u32, enum)>`.) A symbol in an extra is never 0, and
+//! `n` is at most [`crate::extra::MAX_EXTRAS`]. Events without extras are
+//! still written as version 2, byte for byte as before.
+//!
 //! Version 1 (still decoded, no longer written by the spool) is bincode 2 of
-//! the [`Event`] itself.
+//! the [`Event`] itself, without extras.
 //!
 //! Owns: the record format and its compatibility. Must not touch: blocks,
 //! compression or files (the spool crate frames the records).
@@ -62,12 +81,17 @@ use bincode::config::{self, Configuration};
 use thiserror::Error;
 
 use crate::event::{
-    Category, CodeSignature, Endpoint, Event, EventInfo, EventType, File, Hash, Host, Network, Os,
-    Process, Text, User, MAX_PROCESS_DEPTH,
+    Category, CodeSignature, Endpoint, Event, EventInfo, EventType, ExtraValue, Extras, File, Hash,
+    Host, Network, Os, Process, Text, User, MAX_PROCESS_DEPTH,
 };
 
-/// Current encoding version, written by [`encode_event`] and [`EventEncoder`].
+/// Current encoding version, written by [`encode_event`] and [`EventEncoder`]
+/// for events without extras.
 pub const FORMAT_VERSION: u8 = 2;
+
+/// Version 2 plus the extras section: written for events that carry fields
+/// outside the schema (replayed ECS documents).
+pub const FORMAT_VERSION_V3: u8 = 3;
 
 /// The first encoding: bincode of the whole [`Event`], strings inline.
 pub const FORMAT_VERSION_V1: u8 = 1;
@@ -91,7 +115,7 @@ fn encode_config() -> Configuration {
 pub enum CodecError {
     #[error("empty event record")]
     Empty,
-    #[error("unsupported event format version {0} (this build reads versions 1 and 2)")]
+    #[error("unsupported event format version {0} (this build reads versions 1, 2 and 3)")]
     UnsupportedVersion(u8),
     #[error("corrupt event record: {0}")]
     Corrupt(String),
@@ -166,9 +190,10 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
     match version {
         FORMAT_VERSION_V1 => decode_v1(body),
-        FORMAT_VERSION => {
+        FORMAT_VERSION | FORMAT_VERSION_V3 => {
             let mut d = BlockDecoder::new();
-            d.decode_v2(body).map(|v| v.to_event())
+            d.decode_v2(body, version == FORMAT_VERSION_V3)
+                .map(|v| v.to_event())
         }
         v => Err(CodecError::UnsupportedVersion(v)),
     }
@@ -197,4 +222,6 @@ pub use encode::EventEncoder;
 use encode::*;
 #[allow(unused_imports)]
 use view::*;
-pub use view::{Decoded, EventSyms, EventView, FileSyms, NetSyms, ProcSyms};
+pub use view::{
+    Decoded, EventSyms, EventView, ExtraSymValue, ExtraSyms, FileSyms, NetSyms, ProcSyms,
+};

@@ -70,6 +70,30 @@ pub struct EventSyms {
     pub source: Option<Endpoint>,
     pub destination: Option<Endpoint>,
     pub network: Option<NetSyms>,
+    /// Fields outside the schema (record version 3), sorted by key text.
+    pub extras: Vec<ExtraSyms>,
+    /// The element symbols of list-valued extras.
+    pub extra_items: Vec<u32>,
+}
+
+/// One field outside the schema: its path and value as symbols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtraSyms {
+    pub key: u32,
+    pub value: ExtraSymValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraSymValue {
+    Str(u32),
+    Int(i64),
+    Float(u32),
+    Bool(bool),
+    /// `len` symbols at `start` of [`EventSyms::extra_items`].
+    List {
+        start: u32,
+        len: u32,
+    },
 }
 
 impl EventSyms {
@@ -160,6 +184,67 @@ impl EventSyms {
             None
         };
         Ok(())
+    }
+
+    /// The extras section of a version-3 record: keys must be distinct and
+    /// in order (by text), so lookups can search them.
+    pub(super) fn read_extras(&mut self, c: &mut Cur<'_>, dict: &[&str]) -> Result<(), CodecError> {
+        let n = dict.len() as u32;
+        self.extras.clear();
+        self.extra_items.clear();
+        // Each takes at least 3 bytes.
+        let count = c.len(3)?;
+        if count > crate::extra::MAX_EXTRAS {
+            return Err(corrupt("too many extra fields"));
+        }
+        let mut last: Option<&str> = None;
+        for _ in 0..count {
+            let key = c.sym(n)?;
+            let text = dict.get((key as usize).wrapping_sub(1)).copied();
+            match (last, text) {
+                (_, None) => return Err(corrupt("extra field without a name")),
+                (Some(prev), Some(t)) if prev >= t => {
+                    return Err(corrupt("extra fields out of order"))
+                }
+                _ => last = text,
+            }
+            let value = match c.u8()? {
+                0 => ExtraSymValue::Str(nonzero(c.sym(n)?)?),
+                1 => ExtraSymValue::Int(c.i64()?),
+                2 => ExtraSymValue::Float(nonzero(c.sym(n)?)?),
+                3 => ExtraSymValue::Bool(c.tag()?),
+                4 => {
+                    let k = c.len(1)?;
+                    let start = self.extra_items.len() as u32;
+                    for _ in 0..k {
+                        let s = nonzero(c.sym(n)?)?;
+                        self.extra_items.push(s);
+                    }
+                    ExtraSymValue::List {
+                        start,
+                        len: k as u32,
+                    }
+                }
+                t => return Err(bad_tag(t)),
+            };
+            self.extras.push(ExtraSyms { key, value });
+        }
+        Ok(())
+    }
+
+    /// The element symbols of a list-valued extra.
+    pub fn extra_list(&self, start: u32, len: u32) -> &[u32] {
+        self.extra_items
+            .get(start as usize..(start + len) as usize)
+            .unwrap_or(&[])
+    }
+}
+
+fn nonzero(sym: u32) -> Result<u32, CodecError> {
+    if sym == 0 {
+        Err(corrupt("missing string in an extra field"))
+    } else {
+        Ok(sym)
     }
 }
 
@@ -281,7 +366,37 @@ impl<'v> EventView<'v> {
                 transport: self.string(n.transport),
                 direction: self.string(n.direction),
             }),
+            extra: self.extras(),
         }
+    }
+
+    /// The value of the extra field `path`, if the event has it.
+    pub fn extra(&self, path: &str) -> Option<ExtraSymValue> {
+        let extras = &self.syms.extras;
+        extras
+            .binary_search_by(|x| self.str(x.key).unwrap_or("").cmp(path))
+            .ok()
+            .map(|i| extras[i].value)
+    }
+
+    fn extras(&self) -> Extras {
+        Extras::from_pairs(self.syms.extras.iter().map(|x| {
+            let text = |s: u32| Text::from(self.str(s).unwrap_or_default());
+            let value = match x.value {
+                ExtraSymValue::Str(s) => ExtraValue::Str(text(s)),
+                ExtraSymValue::Int(i) => ExtraValue::Int(i),
+                ExtraSymValue::Float(s) => ExtraValue::Float(text(s)),
+                ExtraSymValue::Bool(b) => ExtraValue::Bool(b),
+                ExtraSymValue::List { start, len } => ExtraValue::List(
+                    self.syms
+                        .extra_list(start, len)
+                        .iter()
+                        .map(|&s| text(s))
+                        .collect(),
+                ),
+            };
+            (text(x.key), value)
+        }))
     }
 }
 

@@ -228,6 +228,13 @@ impl Node {
                 let lhs = match value {
                     IntSrc::Field(f) => match e.field(*f) {
                         FieldValue::Int(i) => i,
+                        // An extra number as text, or a list of them: any
+                        // element, as Elasticsearch's range query.
+                        v @ (FieldValue::Str(_) | FieldValue::StrList(_) | FieldValue::Syms(_)) => {
+                            return v.any_str(|s| {
+                                s.parse::<i64>().is_ok_and(|x| compare(x.cmp(rhs), *op))
+                            })
+                        }
                         _ => return None,
                     },
                     IntSrc::Length(f) => match e.field(*f) {
@@ -242,6 +249,11 @@ impl Node {
             }
             Node::Bool { field, value } => match e.field(*field) {
                 FieldValue::Bool(b) => Some(b == *value),
+                // An extra boolean as text, or a list of them (any element).
+                v @ (FieldValue::Str(_) | FieldValue::StrList(_) | FieldValue::Syms(_)) => {
+                    let want = if *value { "true" } else { "false" };
+                    v.any_str(|s| s == want)
+                }
                 _ => None,
             },
             Node::IpIn { field, ips } => match e.field(*field) {
@@ -250,6 +262,8 @@ impl Node {
             },
             Node::Cidr { field, nets } => match e.field(*field) {
                 FieldValue::Ip(ip) => Some(nets.iter().any(|n| n.contains(ip))),
+                // An extra address (`destination.address`) as text.
+                FieldValue::Str(s) => s.parse().ok().map(|ip| nets.iter().any(|n| n.contains(ip))),
                 _ => None,
             },
             Node::HasType(types) => e.has_any_type(types),
@@ -442,7 +456,7 @@ fn prior_field(path: &str) -> Option<(usize, Option<FieldId>)> {
     ALIASES.with_borrow(|a| {
         a.iter()
             .find(|(n, _)| n == head)
-            .map(|&(_, stage)| (stage, fields::lookup(rest)))
+            .map(|&(_, stage)| (stage, fields::resolve(rest)))
     })
 }
 
@@ -535,7 +549,11 @@ fn resolve_keys(fields: &[ast::FieldRef]) -> Result<Vec<Option<FieldId>>, QueryE
             Some(id)
                 if matches!(
                     id.kind(),
-                    FieldKind::Str | FieldKind::Int | FieldKind::Ip | FieldKind::Bool
+                    FieldKind::Str
+                        | FieldKind::Int
+                        | FieldKind::Ip
+                        | FieldKind::Bool
+                        | FieldKind::Any
                 ) =>
             {
                 Ok(Some(id))
@@ -553,11 +571,12 @@ fn resolve_keys(fields: &[ast::FieldRef]) -> Result<Vec<Option<FieldId>>, QueryE
         .collect()
 }
 
-/// Resolves a field name; `Ok(None)` is a field vigil's events never carry,
-/// which reads as missing (Elasticsearch's mapping is open: a rule may name
-/// any field). [`super::warnings`] names such fields for `rules check`.
+/// Resolves a field name. Elasticsearch's mapping is open, so a rule may
+/// name any field: one outside the schema reads the event's extras (fields
+/// a replayed ECS document carried) and is missing on vigil's own events.
+/// [`super::warnings`] names such fields for `rules check`.
 fn resolve_field(f: &ast::FieldRef) -> Result<Option<FieldId>, QueryError> {
-    Ok(fields::lookup(&f.path))
+    Ok(fields::resolve(&f.path))
 }
 
 pub fn compile_event_query(eq: &ast::EventQuery) -> Result<EventFilter, QueryError> {
@@ -671,7 +690,10 @@ fn value_of(op: &Operand) -> Result<Val<'_>, QueryError> {
                         Val::Field(f)
                             if matches!(
                                 f.kind(),
-                                FieldKind::Str | FieldKind::StrList | FieldKind::EventTypes
+                                FieldKind::Str
+                                    | FieldKind::StrList
+                                    | FieldKind::EventTypes
+                                    | FieldKind::Any
                             ) =>
                         {
                             Val::Length(f)
@@ -703,7 +725,9 @@ fn compile_truthy(op: &Operand) -> Result<Node, QueryError> {
         Val::Cond(n) => Ok(n),
         Val::Bool(b) => Ok(Node::Const(Some(b))),
         Val::Null | Val::Missing => Ok(Node::Const(None)),
-        Val::Field(f) if f.kind() == FieldKind::Bool => Ok(Node::Bool { field: f, value: true }),
+        Val::Field(f) if matches!(f.kind(), FieldKind::Bool | FieldKind::Any) => {
+            Ok(Node::Bool { field: f, value: true })
+        }
         _ => Err(QueryError::new(
             op.offset(),
             "expected a condition here (a comparison, a boolean field or a function such as cidrmatch)",
@@ -745,12 +769,12 @@ fn compile_compare(
         (Val::Missing, _) => Ok(Node::Const(None)),
         (Val::Field(f), Val::Null) => eq_or_ne(Node::IsNull(f)),
         (Val::Field(f), Val::Str(s, soff)) => match f.kind() {
-            FieldKind::Str | FieldKind::StrList => match op {
+            FieldKind::Str | FieldKind::StrList | FieldKind::Any => match op {
                 CmpOp::Eq | CmpOp::Ne => eq_or_ne(Node::Str {
                     field: f,
                     test: StrTest::Exact(vec![s.to_string()]),
                 }),
-                _ if f.kind() == FieldKind::Str => Ok(Node::StrOrd {
+                _ if matches!(f.kind(), FieldKind::Str | FieldKind::Any) => Ok(Node::StrOrd {
                     field: f,
                     op,
                     rhs: s.to_string(),
@@ -773,30 +797,35 @@ fn compile_compare(
         // rules write): the number's decimal text, as a term query on a
         // keyword field would match it.
         (Val::Field(f), Val::Int(i))
-            if matches!(f.kind(), FieldKind::Str | FieldKind::StrList)
-                && matches!(op, CmpOp::Eq | CmpOp::Ne) =>
+            if matches!(
+                f.kind(),
+                FieldKind::Str | FieldKind::StrList | FieldKind::Any
+            ) && matches!(op, CmpOp::Eq | CmpOp::Ne) =>
         {
             eq_or_ne(Node::Str {
                 field: f,
                 test: StrTest::Exact(vec![i.to_string()]),
             })
         }
-        (Val::Field(f), Val::Int(i)) if f.kind() == FieldKind::Int => Ok(Node::Int {
-            value: IntSrc::Field(f),
-            op,
-            rhs: i,
-        }),
+        // An extra holds a number or its text: both order as numbers.
+        (Val::Field(f), Val::Int(i)) if matches!(f.kind(), FieldKind::Int | FieldKind::Any) => {
+            Ok(Node::Int {
+                value: IntSrc::Field(f),
+                op,
+                rhs: i,
+            })
+        }
         (Val::Length(f), Val::Int(i)) => Ok(Node::Int {
             value: IntSrc::Length(f),
             op,
             rhs: i,
         }),
-        (Val::Field(f), Val::Bool(b)) if f.kind() == FieldKind::Bool => {
+        (Val::Field(f), Val::Bool(b)) if matches!(f.kind(), FieldKind::Bool | FieldKind::Any) => {
             eq_or_ne(Node::Bool { field: f, value: b })
         }
         (Val::Cond(n), Val::Bool(b)) => eq_or_ne(if b { n } else { Node::Not(Box::new(n)) }),
         (Val::Field(a), Val::Field(b)) => {
-            if a.kind() != b.kind() {
+            if a.kind() != b.kind() && !a.is_extra() && !b.is_extra() {
                 return Err(mismatch(&format!(
                     "`{}` is a {} but `{}` is a {}",
                     a.path(),
@@ -879,6 +908,25 @@ fn compile_in(
         _ => return Err(QueryError::new(offset, "`in` needs a field on its left")),
     };
     match field.kind() {
+        // Whatever an extra holds compares as text: numbers by their decimal
+        // form, as a term query on a keyword field matches them.
+        FieldKind::Any => {
+            let values = list
+                .iter()
+                .map(|o| match o {
+                    Operand::Str(s, _) => Ok(s.clone()),
+                    Operand::Int(i, _) => Ok(i.to_string()),
+                    Operand::Bool(b, _) => Ok(b.to_string()),
+                    other => Err(QueryError::new(other.offset(), "expected a literal value")),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let test = if insensitive {
+                StrTest::ExactCi(CiSet::new(values))
+            } else {
+                StrTest::Exact(values)
+            };
+            Ok(Node::Str { field, test })
+        }
         FieldKind::Str | FieldKind::StrList => {
             let values = string_literals(list)?;
             let test = if insensitive {
@@ -1086,7 +1134,7 @@ fn compile_call(name: &str, args: &[Operand], offset: usize) -> Result<Node, Que
                 .collect::<Result<Vec<_>, _>>()?;
             return Ok(match field {
                 None => Node::Const(None),
-                Some(f) if f.kind() == FieldKind::Ip => Node::Cidr { field: f, nets },
+                Some(f) if matches!(f.kind(), FieldKind::Ip | FieldKind::Any) => Node::Cidr { field: f, nets },
                 Some(f) => {
                     return Err(QueryError::new(
                         first.offset(),

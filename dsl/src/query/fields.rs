@@ -2,12 +2,13 @@
 //! a typed accessor. Field names resolve to a [`FieldId`] once, when a rule
 //! compiles, so matching never looks names up.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, RwLock};
 
 use super::matchers::StrTest;
-use crate::codec::{EventSyms, EventView, ProcSyms};
-use crate::event::{Category, Endpoint, Event, EventType, Process, Text};
+use crate::codec::{EventSyms, EventView, ExtraSymValue, ProcSyms};
+use crate::event::{Category, Endpoint, Event, EventType, ExtraValue, Process, Text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
@@ -18,6 +19,9 @@ pub enum FieldKind {
     Ip,
     Category,
     EventTypes,
+    /// A field outside the schema ([`crate::extra`]): whatever the document
+    /// held (keyword, number, boolean or a list of them).
+    Any,
 }
 
 impl FieldKind {
@@ -30,6 +34,7 @@ impl FieldKind {
             FieldKind::Ip => "IP address",
             FieldKind::Category => "event category",
             FieldKind::EventTypes => "list of event types",
+            FieldKind::Any => "field outside vigil's schema",
         }
     }
 }
@@ -216,7 +221,17 @@ impl<T: EventFields + ?Sized> EventFields for &T {
 impl EventFields for Event {
     #[inline]
     fn field(&self, f: FieldId) -> FieldValue<'_> {
-        (f.def().get)(self)
+        match f.schema() {
+            Some(def) if def.derived => self
+                .extra
+                .get(def.path)
+                .map_or_else(|| (def.get)(self), extra_value),
+            Some(def) => (def.get)(self),
+            None => self
+                .extra
+                .get(f.path())
+                .map_or(FieldValue::Null, extra_value),
+        }
     }
     fn category(&self) -> Category {
         self.event.category
@@ -249,10 +264,45 @@ impl<'v> EventView<'v> {
     }
 }
 
+/// A field outside the schema as the matchers read it.
+fn extra_value(v: &ExtraValue) -> FieldValue<'_> {
+    match v {
+        ExtraValue::Str(s) | ExtraValue::Float(s) => FieldValue::Str(s),
+        ExtraValue::Int(i) => FieldValue::Int(*i),
+        ExtraValue::Bool(b) => FieldValue::Bool(*b),
+        ExtraValue::List(l) if l.is_empty() => FieldValue::Null,
+        ExtraValue::List(l) => FieldValue::StrList(l),
+    }
+}
+
+impl<'v> EventView<'v> {
+    /// A field as symbols: the schema's getter, or the extra of that path
+    /// (which a derived field, such as `process.code_signature.exists`,
+    /// takes before deriving when the document had it).
+    #[inline]
+    fn syms_of(&self, f: FieldId) -> SymValue<'v> {
+        let extra = |path: &str| {
+            self.extra(path).map(|v| match v {
+                ExtraSymValue::Str(s) | ExtraSymValue::Float(s) => Sym(s),
+                ExtraSymValue::Int(i) => Val(FieldValue::Int(i)),
+                ExtraSymValue::Bool(b) => Val(FieldValue::Bool(b)),
+                ExtraSymValue::List { start, len } => Syms(self.syms().extra_list(start, len)),
+            })
+        };
+        match f.schema() {
+            Some(def) if def.derived && !self.syms().extras.is_empty() => {
+                extra(def.path).unwrap_or_else(|| (def.get_syms)(self.syms()))
+            }
+            Some(def) => (def.get_syms)(self.syms()),
+            None => extra(f.path()).unwrap_or(NULL),
+        }
+    }
+}
+
 impl EventFields for EventView<'_> {
     #[inline]
     fn field(&self, f: FieldId) -> FieldValue<'_> {
-        self.resolve((f.def().get_syms)(self.syms()))
+        self.resolve(self.syms_of(f))
     }
     fn category(&self) -> Category {
         self.syms().category
@@ -270,7 +320,7 @@ impl EventFields for EventView<'_> {
     }
     #[inline]
     fn sym_value(&self, f: FieldId) -> Option<SymValue<'_>> {
-        Some((f.def().get_syms)(self.syms()))
+        Some(self.syms_of(f))
     }
 }
 
@@ -316,45 +366,104 @@ pub struct FieldDef {
     pub get: Getter,
     /// The same field of an interned event.
     pub get_syms: SymGetter,
+    /// Computed from other fields (`process.args_count`,
+    /// `process.code_signature.exists`): a document's own value, kept as
+    /// an extra, comes first.
+    pub derived: bool,
 }
 
-/// Index into [`FIELDS`].
+/// Index into [`FIELDS`], or (from [`EXTRA_BASE`]) a field outside the
+/// schema named by some query ([`resolve`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FieldId(u16);
 
+/// Ids from here name fields outside the schema.
+const EXTRA_BASE: u16 = 0x8000;
+
+/// The names of fields outside the schema that queries have used. Ids are
+/// handed out once per name and never reused, so compiled queries can hold
+/// them; names are leaked (a rule set names a few hundred at most, and the
+/// table is bounded).
+static EXTRA_NAMES: LazyLock<RwLock<ExtraNames>> = LazyLock::new(Default::default);
+
+#[derive(Default)]
+struct ExtraNames {
+    paths: Vec<&'static str>,
+    ids: HashMap<&'static str, u16>,
+}
+
 impl FieldId {
-    pub fn def(self) -> &'static FieldDef {
-        &FIELDS[self.0 as usize]
+    /// The schema's definition; `None` for a field outside it.
+    pub fn schema(self) -> Option<&'static FieldDef> {
+        FIELDS.get(self.0 as usize)
     }
 
     pub fn path(self) -> &'static str {
-        self.def().path
+        match self.schema() {
+            Some(def) => def.path,
+            None => EXTRA_NAMES
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .paths
+                .get(usize::from(self.0 - EXTRA_BASE))
+                .copied()
+                .unwrap_or(""),
+        }
     }
 
     pub fn kind(self) -> FieldKind {
-        self.def().kind
+        self.schema().map_or(FieldKind::Any, |def| def.kind)
+    }
+
+    /// Whether this names a field outside the schema.
+    pub fn is_extra(self) -> bool {
+        self.0 >= EXTRA_BASE
     }
 
     pub fn get(self, e: &Event) -> FieldValue<'_> {
-        (self.def().get)(e)
+        e.field(self)
     }
 
     /// [`get`](Self::get) for any event representation.
     pub fn value_of<E: EventFields + ?Sized>(self, e: &E) -> FieldValue<'_> {
         e.field(self)
     }
-
-    /// Index into the schema (dense, from 0): for per-field tables.
-    pub fn index(self) -> usize {
-        self.0 as usize
-    }
 }
 
+/// A field of the schema by path.
 pub fn lookup(path: &str) -> Option<FieldId> {
     FIELDS
         .iter()
         .position(|f| f.path == path)
         .map(|i| FieldId(i as u16))
+}
+
+/// Any field by path: the schema's, or one outside it (which events from
+/// replayed documents may carry as extras). `None` only when the table of
+/// outside names is full.
+pub fn resolve(path: &str) -> Option<FieldId> {
+    if let Some(id) = lookup(path) {
+        return Some(id);
+    }
+    if let Some(&i) = EXTRA_NAMES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .ids
+        .get(path)
+    {
+        return Some(FieldId(EXTRA_BASE + i));
+    }
+    let mut names = EXTRA_NAMES.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(&i) = names.ids.get(path) {
+        return Some(FieldId(EXTRA_BASE + i));
+    }
+    let i = u16::try_from(names.paths.len())
+        .ok()
+        .filter(|&i| i < u16::MAX - EXTRA_BASE)?;
+    let name: &'static str = Box::leak(path.to_string().into_boxed_str());
+    names.paths.push(name);
+    names.ids.insert(name, i);
+    Some(FieldId(EXTRA_BASE + i))
 }
 
 /// Every field path, for error messages and documentation.
@@ -386,6 +495,11 @@ fn parent_syms(e: &EventSyms) -> Option<&ProcSyms> {
     e.parents.first()
 }
 
+/// The process fields vigil computes from others.
+const fn is_derived(suffix: &str) -> bool {
+    matches!(suffix.as_bytes(), b"args_count" | b"code_signature.exists")
+}
+
 /// Defines the `process.*` and `process.parent.*` fields from one list: a
 /// getter on a [`Process`] and one on an interned [`ProcSyms`] (with its
 /// event, which holds the argument symbols).
@@ -397,12 +511,14 @@ macro_rules! process_fields {
                 kind: FieldKind::$kind,
                 get: |e| { let $p = &e.process; $get },
                 get_syms: |$e| { let $q = &$e.process; $sget },
+                derived: is_derived($suffix),
             },)*
             $(FieldDef {
                 path: concat!("process.parent.", $suffix),
                 kind: FieldKind::$kind,
                 get: |e| match parent(e) { Some($p) => $get, None => FieldValue::Null },
                 get_syms: |$e| match parent_syms($e) { Some($q) => $sget, None => NULL },
+                derived: is_derived($suffix),
             },)*
         ]
     };
@@ -439,12 +555,14 @@ const OTHER_FIELDS: [FieldDef; 23] = [
         kind: FieldKind::Int,
         get: |e| FieldValue::Int(e.timestamp_ns),
         get_syms: |e| Val(FieldValue::Int(e.timestamp_ns)),
+        derived: false,
     },
     FieldDef {
         path: "event.category",
         kind: FieldKind::Category,
         get: |e| FieldValue::Category(e.event.category),
         get_syms: |e| Val(FieldValue::Category(e.category)),
+        derived: false,
     },
     FieldDef {
         path: "event.type",
@@ -463,78 +581,91 @@ const OTHER_FIELDS: [FieldDef; 23] = [
                 Val(FieldValue::EventTypes(&e.types_list))
             }
         },
+        derived: false,
     },
     FieldDef {
         path: "event.action",
         kind: FieldKind::Str,
         get: |e| s(&e.event.action),
         get_syms: |e| Sym(e.action),
+        derived: false,
     },
     FieldDef {
         path: "event.id",
         kind: FieldKind::Str,
         get: |e| s(&e.event.id),
         get_syms: |e| Sym(e.event_id),
+        derived: false,
     },
     FieldDef {
         path: "event.outcome",
         kind: FieldKind::Str,
         get: |e| s(&e.event.outcome),
         get_syms: |e| Sym(e.outcome),
+        derived: false,
     },
     FieldDef {
         path: "host.id",
         kind: FieldKind::Str,
         get: |e| s(&e.host.id),
         get_syms: |e| Sym(e.host_id),
+        derived: false,
     },
     FieldDef {
         path: "host.name",
         kind: FieldKind::Str,
         get: |e| s(&e.host.name),
         get_syms: |e| Sym(e.host_name),
+        derived: false,
     },
     FieldDef {
         path: "host.os.type",
         kind: FieldKind::Str,
         get: |e| s(&e.host.os.os_type),
         get_syms: |e| Sym(e.os_type),
+        derived: false,
     },
     FieldDef {
         path: "host.os.family",
         kind: FieldKind::Str,
         get: |e| s(&e.host.os.family),
         get_syms: |e| Sym(e.os_family),
+        derived: false,
     },
     FieldDef {
         path: "host.os.version",
         kind: FieldKind::Str,
         get: |e| s(&e.host.os.version),
         get_syms: |e| Sym(e.os_version),
+        derived: false,
     },
     FieldDef {
         path: "user.id",
         kind: FieldKind::Str,
         get: |e| s(&e.user.id),
         get_syms: |e| Sym(e.user_id),
+        derived: false,
     },
     FieldDef {
         path: "user.name",
         kind: FieldKind::Str,
         get: |e| s(&e.user.name),
         get_syms: |e| Sym(e.user_name),
+        derived: false,
     },
     FieldDef {
         path: "file.path",
         kind: FieldKind::Str,
         get: |e| e.file.as_ref().map_or(FieldValue::Null, |f| s(&f.path)),
         get_syms: |e| Sym(e.file.map_or(0, |f| f.path)),
+        derived: false,
     },
     FieldDef {
         path: "file.name",
         kind: FieldKind::Str,
         get: |e| e.file.as_ref().map_or(FieldValue::Null, |f| s(&f.name)),
         get_syms: |e| Sym(e.file.map_or(0, |f| f.name)),
+        derived: false,
     },
     FieldDef {
         path: "file.extension",
@@ -545,6 +676,7 @@ const OTHER_FIELDS: [FieldDef; 23] = [
                 .map_or(FieldValue::Null, |f| s(&f.extension))
         },
         get_syms: |e| Sym(e.file.map_or(0, |f| f.extension)),
+        derived: false,
     },
     FieldDef {
         path: "file.target_path",
@@ -555,30 +687,35 @@ const OTHER_FIELDS: [FieldDef; 23] = [
                 .map_or(FieldValue::Null, |f| s(&f.target_path))
         },
         get_syms: |e| Sym(e.file.map_or(0, |f| f.target_path)),
+        derived: false,
     },
     FieldDef {
         path: "source.ip",
         kind: FieldKind::Ip,
         get: |e| ip(&e.source),
         get_syms: |e| Val(ip(&e.source)),
+        derived: false,
     },
     FieldDef {
         path: "source.port",
         kind: FieldKind::Int,
         get: |e| i(e.source.as_ref().and_then(|x| x.port)),
         get_syms: |e| Val(i(e.source.as_ref().and_then(|x| x.port))),
+        derived: false,
     },
     FieldDef {
         path: "destination.ip",
         kind: FieldKind::Ip,
         get: |e| ip(&e.destination),
         get_syms: |e| Val(ip(&e.destination)),
+        derived: false,
     },
     FieldDef {
         path: "destination.port",
         kind: FieldKind::Int,
         get: |e| i(e.destination.as_ref().and_then(|x| x.port)),
         get_syms: |e| Val(i(e.destination.as_ref().and_then(|x| x.port))),
+        derived: false,
     },
     FieldDef {
         path: "network.transport",
@@ -589,6 +726,7 @@ const OTHER_FIELDS: [FieldDef; 23] = [
                 .map_or(FieldValue::Null, |n| s(&n.transport))
         },
         get_syms: |e| Sym(e.network.map_or(0, |n| n.transport)),
+        derived: false,
     },
     FieldDef {
         path: "network.direction",
@@ -599,6 +737,7 @@ const OTHER_FIELDS: [FieldDef; 23] = [
                 .map_or(FieldValue::Null, |n| s(&n.direction))
         },
         get_syms: |e| Sym(e.network.map_or(0, |n| n.direction)),
+        derived: false,
     },
 ];
 

@@ -95,7 +95,9 @@ fn field(f: &FieldRef, aliases: &[&str], w: &mut Vec<QueryError>) {
         .filter(|p| p.starts_with(prefix) && p.len() <= prefix.len() + 30)
         .take(6)
         .collect();
-    let mut message = format!("vigil's events have no field `{path}`: it reads as missing here");
+    let mut message = format!(
+        "vigil's own events have no field `{path}`: it reads as missing on them (only replayed ECS documents may carry it; write `?{path}` if that is intended)"
+    );
     if !near.is_empty() {
         message.push_str(&format!("; fields nearby: {}", near.join(", ")));
     }

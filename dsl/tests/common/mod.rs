@@ -10,8 +10,8 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use vigil_dsl::event::{
-    Category, CodeSignature, Endpoint, EventInfo, EventType, File, Hash, Host, Network, Os,
-    Process, Text, User,
+    Category, CodeSignature, Endpoint, EventInfo, EventType, ExtraValue, Extras, File, Hash, Host,
+    Network, Os, Process, Text, User,
 };
 use vigil_dsl::Event;
 
@@ -138,6 +138,7 @@ pub fn arb_event() -> BoxedStrategy<Event> {
         option::of((opt_text(), opt_text(), opt_text(), opt_text())).boxed(),
         (option::of(arb_endpoint()), option::of(arb_endpoint())).boxed(),
         option::of((opt_text(), opt_text())).boxed(),
+        arb_extras(),
     )
         .prop_map(
             |(
@@ -148,6 +149,7 @@ pub fn arb_event() -> BoxedStrategy<Event> {
                 file,
                 (source, destination),
                 network,
+                extra,
             )| Event {
                 timestamp_ns,
                 event: EventInfo {
@@ -183,9 +185,43 @@ pub fn arb_event() -> BoxedStrategy<Event> {
                     transport,
                     direction,
                 }),
+                extra,
             },
         )
         .boxed()
+}
+
+/// Fields outside the schema, as a replayed ECS document carries them
+/// (usually none).
+pub fn arb_extras() -> BoxedStrategy<Extras> {
+    let key = prop_oneof![
+        Just("process.Ext.effective_parent.executable".to_string()),
+        Just("process.code_signature.exists".to_string()),
+        Just("event.dataset".to_string()),
+        Just("dll.name".to_string()),
+        Just("x".to_string()),
+        "[a-z]{1,3}\\.[a-zA-Z_]{1,4}",
+    ];
+    let value = prop_oneof![
+        any::<String>().prop_map(|s| ExtraValue::Str(s.into())),
+        any::<i64>().prop_map(ExtraValue::Int),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite() && f.fract() != 0.0)
+            .prop_map(|f| ExtraValue::Float(
+                // As a JSON document writes it (and reads back).
+                serde_json::Number::from_f64(f).unwrap().to_string().into()
+            )),
+        any::<bool>().prop_map(ExtraValue::Bool),
+        vec(any::<String>(), 0..4)
+            .prop_map(|l| ExtraValue::List(l.into_iter().map(Text::from).collect())),
+    ];
+    prop_oneof![
+        3 => Just(Extras::default()),
+        1 => vec((key, value), 1..6).prop_map(|pairs| {
+            Extras::from_pairs(pairs.into_iter().map(|(k, v)| (Text::from(k), v)))
+        }),
+    ]
+    .boxed()
 }
 
 /// A process-start event on host `h1` at `ts` seconds.

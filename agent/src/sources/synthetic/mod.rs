@@ -391,6 +391,7 @@ impl Synthetic {
             source: None,
             destination: None,
             network: None,
+            extra: Default::default(),
         }
     }
 
