@@ -61,6 +61,12 @@ rule(#{ id: "any-types", query: `sequence by host.id with maxspan=3s
     [any where event.type == "start" and event.type == "connection" and process.name in~ ("CURL", "sh")] by process.entity_id
     [any where process.name : ("k", "ſh")] by process.parent.entity_id
     until [process where event.type == "end" and process.name == "zsh"] by process.entity_id` });
+rule(#{ id: "globs", query: `process where process.executable like~ ("/users/*/downloads/*", "*/MacOS/Install?r", "/usr/sbin/*") and process.args : ("*-c*", "x?ol2")` });
+rule(#{ id: "or-of-literals", query: `sequence by process.entity_id with maxspan=3s
+    [process where (process.name : "python*" or startswith(process.executable, "/tmp/")) and not process.args == "-q"]
+    [file where endswith~(file.path, "/A.PKG") or stringcontains(file.path, "core")]` });
+rule(#{ id: "present", query: `process where process.Ext.effective_parent.name != null or ?x.y : "*"` });
+rule(#{ id: "args-exact", query: `process where process.args in ("-c", "K") and process.parent.name like "*sh"` });
 rule(#{ id: "runs", query: `sequence by host.id with maxspan=2s
     [process where host.os.type == "macos" and process.name : ("bash", "zsh")] with runs=2
     [network where process.name == "curl"]` });
@@ -113,6 +119,10 @@ fn event() -> impl Strategy<Value = Event> {
                 e.host.os.os_type = Some("macos".into());
                 e.host.os.family = Some("macos".into());
                 e.process = Process {
+                    // Lists: each element is looked up.
+                    args: vec![NAMES[parent].into(), "-c".into(), PATHS[path].into()]
+                        [..(t as usize % 4)]
+                        .to_vec(),
                     name: Some(NAMES[name].into()),
                     executable: Some(PATHS[exe].into()),
                     entity_id: Some(format!("p{pid}").into()),
@@ -208,4 +218,63 @@ fn the_generated_streams_raise_alerts() {
     }
     let ids: std::collections::BTreeSet<&str> = alerts.iter().map(|a| a.rule.id.as_str()).collect();
     assert!(ids.len() >= 3, "{ids:?}");
+    // The rules that give wildcard, list and `or` guards match too.
+    for id in ["globs", "or-of-literals", "args-exact"] {
+        assert!(ids.contains(id), "{id} never matched: {ids:?}");
+    }
+}
+
+/// Elastic's public macOS rules (the fixtures of the e2e tests): the index
+/// built from their guards marks every stage that the general path would
+/// evaluate to a match.
+#[test]
+fn elastic_rules_indexed_agree_with_the_general_path() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/elastic-rules");
+    let mut files = Vec::new();
+    for folder in ["detection-rules", "protections-artifacts"] {
+        let mut paths: Vec<_> = std::fs::read_dir(dir.join(folder))
+            .expect("the fixtures")
+            .map(|e| e.expect("an entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            files.push(RuleFile {
+                path: p.display().to_string(),
+                text: std::fs::read_to_string(&p).expect("a rule file"),
+                origin: Origin::User,
+            });
+        }
+    }
+    let out = load_rules(&files);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert!(out.rules.rules().len() >= 444);
+    let rules = Arc::new(out.rules);
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let cfg = CorrelatorConfig::default();
+    let mut indexed = Correlator::new(rules.clone(), cfg);
+    let mut general = Correlator::unindexed(rules.clone(), cfg);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let events = proptest::collection::vec(event(), 300)
+            .new_tree(&mut runner)
+            .expect("a stream")
+            .current();
+        for e in &events {
+            for r in rules.rules() {
+                for (_, f) in stage_filters(&r.query) {
+                    assert!(
+                        !f.matches(e) || Guard::of(f).admits(e),
+                        "{} on {e:?}",
+                        r.meta.id
+                    );
+                }
+            }
+            indexed.process(e, &mut a);
+            general.process(e, &mut b);
+        }
+    }
+    assert_eq!(indexed.stats(), general.stats());
+    assert_eq!(a.len(), b.len());
 }

@@ -115,7 +115,11 @@ fn rules_read_the_fields_replayed_documents_carry() {
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
     let rule = "752a2f7f-8d0c-4a7e-9665-ec948d14e947.rhai";
-    std::fs::copy(fixtures("protections-artifacts").join(rule), rules.join(rule)).unwrap();
+    std::fs::copy(
+        fixtures("protections-artifacts").join(rule),
+        rules.join(rule),
+    )
+    .unwrap();
     let doc = |ts: &str, effective_parent: &str, exists: bool| {
         serde_json::json!({
             "@timestamp": ts,

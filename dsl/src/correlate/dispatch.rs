@@ -9,9 +9,11 @@
 
 use std::collections::HashMap;
 
+use aho_corasick::{AhoCorasick, MatchKind};
+
 use crate::event::{Category, Event};
-use crate::query::fields::{FieldId, FieldValue};
-use crate::query::guard::{type_mask, Guard};
+use crate::query::fields::{EventFields, FieldId, FieldValue};
+use crate::query::guard::{type_mask, Atom, AtomKind, Guard};
 use crate::query::{CompiledQuery, EventFilter};
 
 /// Bit of a sequence's `until` stage in a rule's stage mask (stage `i` is
@@ -41,16 +43,36 @@ pub struct StageIndex {
 struct CategoryStages {
     /// Stages guarded by category and `event.type` only.
     unkeyed: Vec<Entry>,
-    keyed: Vec<KeyedStages>,
+    /// Stages keyed by literals of a field, one index per field.
+    fields: Vec<FieldIndex>,
 }
 
-/// Stages that need one field to equal (ignoring case) one of some values.
-struct KeyedStages {
+/// The stages whose guard needs some string of one field to hold one of
+/// some literals: exact values are looked up, the rest found in one pass
+/// over the text (Aho-Corasick, ignoring ASCII case).
+struct FieldIndex {
     field: FieldId,
-    /// The longest value: longer text is none of them.
+    /// The longest exact value: longer text is none of them.
     longest: usize,
     /// By lower-case value, as bytes (lowered text needs no UTF-8 check).
-    by_value: HashMap<Box<[u8]>, Vec<Entry>, ahash::RandomState>,
+    exact: HashMap<Box<[u8]>, Vec<Entry>, ahash::RandomState>,
+    /// Prefix, suffix and substring literals: pattern `i` of the finder is
+    /// `lits[i]`.
+    finder: Option<AhoCorasick>,
+    lits: Vec<Lit>,
+    /// Every stage keyed by such a literal (for text the finder cannot
+    /// judge: not ASCII).
+    with_lits: Vec<Entry>,
+    /// Stages that need the field to have a value (`field != null`).
+    present: Vec<Entry>,
+    /// Every stage of this field (for values that are not text).
+    all: Vec<Entry>,
+}
+
+struct Lit {
+    kind: AtomKind,
+    text: String,
+    entries: Vec<Entry>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,9 +106,12 @@ impl StageIndex {
                     None => (0..categories.len()).collect(),
                 };
                 for c in targets {
-                    categories[c].add(entry, guard.key.as_ref());
+                    categories[c].add(entry, guard.key.as_deref());
                 }
             }
+        }
+        for c in &mut categories {
+            c.fields.iter_mut().for_each(FieldIndex::build_finder);
         }
         StageIndex { categories }
     }
@@ -109,65 +134,144 @@ impl StageIndex {
             }
         };
         set(&stages.unkeyed);
-        for k in &stages.keyed {
-            match k.field.get(e) {
-                FieldValue::Str(s) => {
-                    if let Some(list) = k.lookup(s) {
-                        set(list);
-                    }
-                }
+        for k in &stages.fields {
+            let value = e.field(k.field);
+            if !matches!(value, FieldValue::Null) {
+                set(&k.present);
+            }
+            match value {
+                FieldValue::Str(s) => k.probe(s, &mut set),
+                FieldValue::StrList(list) => list.iter().for_each(|s| k.probe(s, &mut set)),
                 FieldValue::Null => {}
-                // Not a string (never, for a string field): keep every stage.
-                _ => k.by_value.values().for_each(|list| set(list)),
+                // Not text (an extra's number): keep every stage.
+                _ => set(&k.all),
             }
         }
     }
 }
 
 impl CategoryStages {
-    fn add(&mut self, entry: Entry, key: Option<&(FieldId, Vec<String>)>) {
-        let Some((field, values)) = key else {
+    fn add(&mut self, entry: Entry, key: Option<&[Atom]>) {
+        let Some(atoms) = key else {
             self.unkeyed.push(entry);
             return;
         };
-        let pos = match self.keyed.iter().position(|k| k.field == *field) {
-            Some(pos) => pos,
-            None => {
-                self.keyed.push(KeyedStages {
-                    field: *field,
-                    longest: 0,
-                    by_value: HashMap::default(),
-                });
-                self.keyed.len() - 1
-            }
-        };
-        let k = &mut self.keyed[pos];
-        for v in values {
-            k.longest = k.longest.max(v.len());
-            let list = k.by_value.entry(v.as_bytes().into()).or_default();
-            if !list.contains(&entry) {
-                list.push(entry);
-            }
+        for atom in atoms {
+            let pos = match self.fields.iter().position(|k| k.field == atom.field) {
+                Some(pos) => pos,
+                None => {
+                    self.fields.push(FieldIndex::new(atom.field));
+                    self.fields.len() - 1
+                }
+            };
+            self.fields[pos].add(entry, atom);
         }
     }
 }
 
-impl KeyedStages {
-    /// The stages whose value is `s` ignoring case.
+fn push_once(list: &mut Vec<Entry>, entry: Entry) {
+    if !list.contains(&entry) {
+        list.push(entry);
+    }
+}
+
+impl FieldIndex {
+    fn new(field: FieldId) -> FieldIndex {
+        FieldIndex {
+            field,
+            longest: 0,
+            exact: HashMap::default(),
+            finder: None,
+            lits: Vec::new(),
+            with_lits: Vec::new(),
+            present: Vec::new(),
+            all: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, entry: Entry, atom: &Atom) {
+        push_once(&mut self.all, entry);
+        if atom.kind == AtomKind::Present {
+            push_once(&mut self.present, entry);
+            return;
+        }
+        if atom.kind == AtomKind::Exact {
+            self.longest = self.longest.max(atom.lit.len());
+            push_once(
+                self.exact.entry(atom.lit.as_bytes().into()).or_default(),
+                entry,
+            );
+            return;
+        }
+        push_once(&mut self.with_lits, entry);
+        match self
+            .lits
+            .iter_mut()
+            .find(|l| l.kind == atom.kind && l.text == atom.lit)
+        {
+            Some(lit) => push_once(&mut lit.entries, entry),
+            None => self.lits.push(Lit {
+                kind: atom.kind,
+                text: atom.lit.clone(),
+                entries: vec![entry],
+            }),
+        }
+    }
+
+    fn build_finder(&mut self) {
+        if self.lits.is_empty() {
+            return;
+        }
+        self.finder = Some(
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(self.lits.iter().map(|l| l.text.as_bytes()))
+                .expect("literals of bounded rule text build an automaton"),
+        );
+    }
+
+    /// Marks the stages whose literal `s` holds.
+    fn probe(&self, s: &str, set: &mut impl FnMut(&[Entry])) {
+        if s.len() <= self.longest || !s.is_ascii() {
+            if let Some(list) = self.lookup(s) {
+                set(list);
+            }
+        }
+        let Some(finder) = &self.finder else {
+            return;
+        };
+        if !s.is_ascii() {
+            // Unicode lower-casing may make ASCII of it (`K`, the Kelvin
+            // sign): every literal stage may match.
+            set(&self.with_lits);
+            return;
+        }
+        for m in finder.find_overlapping_iter(s.as_bytes()) {
+            let lit = &self.lits[m.pattern().as_usize()];
+            let holds = match lit.kind {
+                AtomKind::Prefix => m.start() == 0,
+                AtomKind::Suffix => m.end() == s.len(),
+                _ => true,
+            };
+            if holds {
+                set(&lit.entries);
+            }
+        }
+    }
+
+    /// The stages whose exact value is `s` ignoring case.
     fn lookup(&self, s: &str) -> Option<&Vec<Entry>> {
         if !s.is_ascii() {
-            return self.by_value.get(s.to_lowercase().as_bytes());
-        }
-        if s.len() > self.longest {
-            return None;
+            return self.exact.get(s.to_lowercase().as_bytes());
         }
         let mut buf = [0u8; 256];
         if s.len() > buf.len() {
-            return self.by_value.get(s.to_ascii_lowercase().as_bytes());
+            return self.exact.get(s.to_ascii_lowercase().as_bytes());
         }
         let lowered = &mut buf[..s.len()];
         lowered.copy_from_slice(s.as_bytes());
         lowered.make_ascii_lowercase();
-        self.by_value.get(&*lowered)
+        self.exact.get(&*lowered)
     }
 }

@@ -227,6 +227,8 @@ impl EventFields for Event {
                 .get(def.path)
                 .map_or_else(|| (def.get)(self), extra_value),
             Some(def) => (def.get)(self),
+            // vigil's own events have none: no name lookup.
+            None if self.extra.is_empty() => FieldValue::Null,
             None => self
                 .extra
                 .get(f.path())
@@ -294,6 +296,7 @@ impl<'v> EventView<'v> {
                 extra(def.path).unwrap_or_else(|| (def.get_syms)(self.syms()))
             }
             Some(def) => (def.get_syms)(self.syms()),
+            None if self.syms().extras.is_empty() => NULL,
             None => extra(f.path()).unwrap_or(NULL),
         }
     }

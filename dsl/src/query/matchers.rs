@@ -2,6 +2,8 @@
 //! CIDR ranges. Built once per rule; matching allocates nothing for ASCII.
 
 use std::collections::HashSet;
+
+use super::guard::AtomKind;
 use std::net::IpAddr;
 
 /// A string test compiled from one operator and its literals.
@@ -24,6 +26,29 @@ impl StrTest {
             StrTest::Exact(_) | StrTest::ExactCi(_) => false,
             StrTest::Patterns(ps) => ps.is_costly(),
             StrTest::Regex(_) => true,
+        }
+    }
+
+    /// Literals one of which any text this test matches must hold
+    /// (ignoring case), for the correlator's index
+    /// ([`super::guard::Guard`]); `None` when some text may match without
+    /// any (a regex, a pattern of wildcards only or not ASCII).
+    pub fn necessary_literals(&self) -> Option<Vec<(AtomKind, String)>> {
+        match self {
+            StrTest::Exact(values) => Some(
+                values
+                    .iter()
+                    .map(|v| (AtomKind::Exact, v.to_lowercase()))
+                    .collect(),
+            ),
+            StrTest::ExactCi(set) => Some(
+                set.lowered()
+                    .iter()
+                    .map(|v| (AtomKind::Exact, v.clone()))
+                    .collect(),
+            ),
+            StrTest::Patterns(ps) => ps.patterns.iter().map(Pattern::necessary_literal).collect(),
+            StrTest::Regex(_) => None,
         }
     }
 
@@ -427,6 +452,42 @@ impl Pattern {
         Pattern { shape, insensitive }
     }
 
+    /// The longest literal every match holds, and where (see
+    /// [`StrTest::necessary_literals`]).
+    fn necessary_literal(&self) -> Option<(AtomKind, String)> {
+        let anchored =
+            |kind, p: &str| (!p.is_empty() && p.is_ascii()).then(|| (kind, p.to_ascii_lowercase()));
+        match &self.shape {
+            Shape::Exact(p) => Some((AtomKind::Exact, p.to_lowercase())),
+            Shape::Prefix(p) => anchored(AtomKind::Prefix, p),
+            Shape::Suffix(p) => anchored(AtomKind::Suffix, p),
+            Shape::Contains(p) => anchored(AtomKind::Contains, p),
+            Shape::Glob(_, None) => None,
+            Shape::Glob(_, Some(bytes)) => {
+                let wild = |b: &u8| *b == b'*' || *b == b'?';
+                let pieces: Vec<&[u8]> = bytes.split(wild).collect();
+                let last = pieces.len() - 1;
+                // The longest piece, but a folder most paths start with
+                // (`/Users/*/.aws/*`) only if there is nothing else.
+                let (i, piece) = pieces
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(i, p)| (!is_common_root(p), p.len(), std::cmp::Reverse(*i)))?;
+                let text = std::str::from_utf8(piece).ok()?;
+                // The first piece starts the text, the last ends it (the
+                // split leaves an empty piece before a leading wildcard).
+                let kind = if i == 0 {
+                    AtomKind::Prefix
+                } else if i == last {
+                    AtomKind::Suffix
+                } else {
+                    AtomKind::Contains
+                };
+                anchored(kind, text)
+            }
+        }
+    }
+
     /// A literal prefix / suffix / substring test (the string functions).
     pub fn literal(kind: LiteralKind, text: &str, insensitive: bool) -> Pattern {
         let text = if insensitive {
@@ -477,6 +538,25 @@ impl Pattern {
             Shape::Glob(chars, bytes) => glob_match(chars, bytes.as_deref(), v, ascii_ci),
         }
     }
+}
+
+/// Folders that begin most paths on a Mac: poor literals to index by.
+fn is_common_root(piece: &[u8]) -> bool {
+    const ROOTS: [&str; 10] = [
+        "/users/",
+        "/private/",
+        "/private/var/",
+        "/var/",
+        "/tmp/",
+        "/library/",
+        "/applications/",
+        "/system/",
+        "/system/library/",
+        "/volumes/",
+    ];
+    ROOTS
+        .iter()
+        .any(|r| piece.eq_ignore_ascii_case(r.as_bytes()))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -616,6 +696,52 @@ fn mask(prefix: u8, max: u8) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The literal the index keys a pattern by: every text the pattern
+    /// matches holds it there.
+    #[test]
+    fn necessary_literals_of_patterns() {
+        let lit = |p: &str| Pattern::wildcard(p, true).necessary_literal();
+        let some = |k, s: &str| Some((k, s.to_string()));
+        assert_eq!(lit("curl"), some(AtomKind::Exact, "curl"));
+        assert_eq!(lit("Python*"), some(AtomKind::Prefix, "python"));
+        assert_eq!(lit("*.plist"), some(AtomKind::Suffix, ".plist"));
+        assert_eq!(lit("*osascript*"), some(AtomKind::Contains, "osascript"));
+        // A glob: its longest piece, anchored only at the ends.
+        assert_eq!(
+            lit("/tmp/*/x?y/payload*"),
+            some(AtomKind::Contains, "y/payload")
+        );
+        assert_eq!(
+            lit("/Library/Launch*/*.plist"),
+            some(AtomKind::Prefix, "/library/launch")
+        );
+        assert_eq!(
+            lit("*/MacOS/Install?r"),
+            some(AtomKind::Contains, "/macos/install")
+        );
+        assert_eq!(lit("a?bcdef"), some(AtomKind::Suffix, "bcdef"));
+        // A folder most paths start with only when nothing else is there.
+        assert_eq!(lit("/Users/*/.aws/*"), some(AtomKind::Contains, "/.aws/"));
+        assert_eq!(lit("/Users/*"), some(AtomKind::Prefix, "/users/"));
+        // Nothing to key by.
+        assert_eq!(lit("*"), None);
+        assert_eq!(lit("?*"), None);
+        assert_eq!(lit("*é*"), None);
+        for (p, text) in [
+            ("/tmp/*/x?y/payload*", "/tmp/a/xzy/payload.sh"),
+            ("a?bcdef", "aXbcdef"),
+        ] {
+            let (kind, l) = lit(p).unwrap();
+            assert!(Pattern::wildcard(p, true).matches(text));
+            let atom = crate::query::guard::Atom {
+                field: crate::query::fields::lookup("process.name").unwrap(),
+                kind,
+                lit: l,
+            };
+            assert!(atom.admits(text), "{p} on {text}");
+        }
+    }
 
     #[test]
     fn wildcard_shapes_match_like_elasticsearch() {
