@@ -173,87 +173,92 @@ impl Partial {
     }
 }
 
-/// (id, arrival serial, timestamp, event) of a held event.
-type HeldEvent = (u64, u64, i64, Held);
+/// A held event: its stage and key, arrival serial, timestamp and event.
+struct HeldEvent {
+    stage: usize,
+    key: JoinKey,
+    serial: u64,
+    ts: i64,
+    event: Held,
+}
 
 /// Later-stage events that found no predecessor, held for the reorder
-/// window in case it arrives late. Indexed by (stage, key) for joins, and
-/// kept in arrival order for expiry and the size bound.
+/// window in case it arrives late: one queue in arrival order (for expiry
+/// and the size bound, which keeps it short), and a count per (stage, key)
+/// so that the usual question, "is anything held for this key?", is one
+/// lookup. Nothing is allocated per held event but the queue's slot.
 struct LateEvents {
-    by_key: HashMap<(usize, JoinKey), VecDeque<HeldEvent>>,
-    order: VecDeque<(u64, i64, usize, JoinKey)>,
-    next_id: u64,
+    order: VecDeque<HeldEvent>,
+    held: HashMap<(usize, JoinKey), u32>,
 }
 
 impl LateEvents {
     fn new() -> LateEvents {
         LateEvents {
-            by_key: HashMap::default(),
             order: VecDeque::new(),
-            next_id: 0,
+            held: HashMap::default(),
         }
     }
 
     fn push(&mut self, stage: usize, key: JoinKey, ts: i64, e: Held, serial: u64, max: usize) {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.order.push_back((id, ts, stage, key));
-        self.by_key
-            .entry((stage, key))
-            .or_default()
-            .push_back((id, serial, ts, e));
+        self.order.push_back(HeldEvent {
+            stage,
+            key,
+            serial,
+            ts,
+            event: e,
+        });
+        *self.held.entry((stage, key)).or_default() += 1;
         while self.order.len() > max {
             self.pop_oldest();
         }
     }
 
-    fn pop_oldest(&mut self) {
-        let Some((id, _, stage, key)) = self.order.pop_front() else {
-            return;
-        };
-        let slot = (stage, key);
-        if let Some(q) = self.by_key.get_mut(&slot) {
-            // Both are in arrival order: the oldest of all is the oldest of
-            // its key.
-            if q.front().is_some_and(|(i, ..)| *i == id) {
-                q.pop_front();
-            } else {
-                q.retain(|(i, ..)| *i != id);
-            }
-            if q.is_empty() {
-                self.by_key.remove(&slot);
+    fn forget(&mut self, stage: usize, key: JoinKey) {
+        if let std::collections::hash_map::Entry::Occupied(mut n) = self.held.entry((stage, key)) {
+            *n.get_mut() -= 1;
+            if *n.get() == 0 {
+                n.remove();
             }
         }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some(h) = self.order.pop_front() {
+            self.forget(h.stage, h.key);
+        }
+    }
+
+    /// The timestamp of the oldest held event.
+    fn oldest_ts(&self) -> Option<i64> {
+        self.order.front().map(|h| h.ts)
     }
 
     /// Drops events older than `horizon` (arrival order approximates time order).
     fn expire(&mut self, horizon: i64) {
-        while self
-            .order
-            .front()
-            .is_some_and(|(_, ts, _, _)| *ts < horizon)
-        {
+        while self.oldest_ts().is_some_and(|ts| ts < horizon) {
             self.pop_oldest();
         }
     }
 
-    /// Takes the first held event of `stage`/`key` that `fits` (given its
-    /// arrival serial and timestamp), with that serial.
+    /// Takes the first held event of `stage`/`key` (in arrival order) that
+    /// `fits` (given its arrival serial and timestamp), with that serial.
     fn take(
         &mut self,
         stage: usize,
         key: &JoinKey,
         fits: impl Fn(u64, i64) -> bool,
     ) -> Option<(u64, Arc<Event>)> {
-        let slot = (stage, *key);
-        let q = self.by_key.get_mut(&slot)?;
-        let pos = q.iter().position(|(_, serial, ts, _)| fits(*serial, *ts))?;
-        let (id, serial, _, e) = q.remove(pos).expect("position is in range");
-        if q.is_empty() {
-            self.by_key.remove(&slot);
+        if !self.held.contains_key(&(stage, *key)) {
+            return None;
         }
-        self.order.retain(|(i, ..)| *i != id);
-        Some((serial, e.into_event()))
+        let pos = self
+            .order
+            .iter()
+            .position(|h| h.stage == stage && h.key == *key && fits(h.serial, h.ts))?;
+        let h = self.order.remove(pos).expect("position is in range");
+        self.forget(stage, *key);
+        Some((h.serial, h.event.into_event()))
     }
 }
 
@@ -514,7 +519,7 @@ impl SequenceState {
     /// The time `expire` next has work: it drops a held event or a partial
     /// once the watermark less the reorder window passes this.
     pub fn due(&self, spec: &SequenceSpec) -> i64 {
-        let late = self.late.order.front().map_or(i64::MAX, |(_, ts, ..)| *ts);
+        let late = self.late.oldest_ts().unwrap_or(i64::MAX);
         let open = match (spec.maxspan_ns, self.order.front()) {
             (Some(span), Some((_, first_ts, _))) => first_ts.saturating_add(span),
             _ => i64::MAX,
