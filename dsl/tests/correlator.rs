@@ -1000,3 +1000,43 @@ rule(#{
     // `vigil status` shows it per rule.
     assert_eq!(rules.rules()[0].hook_overruns(), 3);
 }
+
+/// Events held by a sequence keep their fields outside the schema: a later
+/// stage reads the first one's (`event0.process.Ext...`), and the alert
+/// carries them, whether events come borrowed (held encoded) or shared.
+#[test]
+fn held_events_keep_their_extras() {
+    let rules = load_rules(&[RuleFile {
+        path: "x.rhai".into(),
+        text: r#"rule(#{ id: "x", query: `sequence by host.id with maxspan=10s
+            [process where process.name == "a" and process.Ext.effective_parent.name != null] as event0
+            [process where process.name == "b" and process.parent.name == event0.process.Ext.effective_parent.name]` });"#
+            .into(),
+        origin: Origin::User,
+    }]);
+    assert!(rules.errors.is_empty(), "{:?}", rules.errors);
+    let rules = Arc::new(rules.rules);
+    let mut first = ev(S, Some("h"), "a");
+    first.extra.insert(
+        "process.Ext.effective_parent.name",
+        vigil_dsl::event::ExtraValue::Str("Slack".into()),
+    );
+    let mut second = ev(2 * S, Some("h"), "b");
+    second.process.parent = Some(Arc::new(Process {
+        name: Some("Slack".into()),
+        ..Process::default()
+    }));
+    for shared in [false, true] {
+        let mut c = Correlator::new(Arc::clone(&rules), CorrelatorConfig::default());
+        let mut alerts = Vec::new();
+        for e in [&first, &second] {
+            if shared {
+                c.process_arc(&Arc::new(e.clone()), &mut alerts);
+            } else {
+                c.process(e, &mut alerts);
+            }
+        }
+        assert_eq!(alerts.len(), 1, "shared: {shared}");
+        assert_eq!(alerts[0].events[0].extra, first.extra, "shared: {shared}");
+    }
+}

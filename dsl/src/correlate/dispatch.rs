@@ -233,20 +233,25 @@ impl FieldIndex {
 
     /// Marks the stages whose literal `s` holds.
     fn probe(&self, s: &str, set: &mut impl FnMut(&[Entry])) {
-        if s.len() <= self.longest || !s.is_ascii() {
-            if let Some(list) = self.lookup(s) {
+        if !s.is_ascii() {
+            if let Some(list) = self.exact.get(s.to_lowercase().as_bytes()) {
+                set(list);
+            }
+            // Unicode lower-casing may make ASCII of it (`K`, the Kelvin
+            // sign): every literal stage may match.
+            if self.finder.is_some() {
+                set(&self.with_lits);
+            }
+            return;
+        }
+        if s.len() <= self.longest {
+            if let Some(list) = self.lookup_ascii(s) {
                 set(list);
             }
         }
         let Some(finder) = &self.finder else {
             return;
         };
-        if !s.is_ascii() {
-            // Unicode lower-casing may make ASCII of it (`K`, the Kelvin
-            // sign): every literal stage may match.
-            set(&self.with_lits);
-            return;
-        }
         for m in finder.find_overlapping_iter(s.as_bytes()) {
             let lit = &self.lits[m.pattern().as_usize()];
             let holds = match lit.kind {
@@ -260,11 +265,8 @@ impl FieldIndex {
         }
     }
 
-    /// The stages whose exact value is `s` ignoring case.
-    fn lookup(&self, s: &str) -> Option<&Vec<Entry>> {
-        if !s.is_ascii() {
-            return self.exact.get(s.to_lowercase().as_bytes());
-        }
+    /// The stages whose exact value is ASCII `s` ignoring case.
+    fn lookup_ascii(&self, s: &str) -> Option<&Vec<Entry>> {
         let mut buf = [0u8; 256];
         if s.len() > buf.len() {
             return self.exact.get(s.to_ascii_lowercase().as_bytes());

@@ -122,6 +122,11 @@ impl<'a> SharedEvent<'a> {
         if let Some(arc) = self.arc.get() {
             return Held::Event(Arc::clone(arc));
         }
+        if !self.event().extra.is_empty() {
+            // A version-1 record has no place for fields outside the
+            // schema, which later stages and the alert read.
+            return Held::Event(self.arc());
+        }
         self.held
             .get_or_init(|| {
                 let e = self.event();
