@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
-use memmap2::{MmapOptions, MmapRaw};
-
 use crate::block::{decompress_into, next_record, validate_records, Block};
 use crate::error::SpoolError;
 use crate::format::{
@@ -124,41 +122,39 @@ pub struct SpoolInfo {
     pub generation: Option<u64>,
 }
 
+/// Reads of the spool file by offset (`pread`), not through a mapping: a
+/// file that shrinks under the reader (`truncate`, a damaged disk) reads as
+/// zeros past its end, where no block is valid, instead of raising SIGBUS.
 struct ReadMap {
-    raw: MmapRaw,
+    file: File,
 }
 
 impl ReadMap {
-    /// Copies `[off, off + dst.len())` of the file out of the mapping.
+    /// Copies `[off, off + dst.len())` of the file; bytes past its end (it
+    /// shrank) read as zeros. The writer (possibly another process) may
+    /// modify these bytes concurrently: every copy is validated (header
+    /// checksum, sequence, payload checksum, re-read of the header) before
+    /// use, so a torn copy is detected and discarded.
     fn copy(&self, off: u64, dst: &mut [u8]) {
-        let off = usize::try_from(off).expect("offsets are bounds-checked against the map");
-        assert!(
-            off.checked_add(dst.len())
-                .is_some_and(|e| e <= self.raw.len()),
-            "callers bounds-check reads against ring_len"
-        );
-        // SAFETY: the source range is inside the mapping (asserted above) and
-        // the mapping lives as long as `self`. The writer (possibly another
-        // process) may modify these bytes concurrently: we never create a
-        // Rust reference to mapped memory, only copy raw bytes into our own
-        // buffer, and every copy is validated (header checksum, sequence,
-        // payload checksum, re-read of the header) before use, so a torn copy
-        // is detected and discarded.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.raw.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
-        };
+        use std::os::unix::fs::FileExt;
+        let mut done = 0;
+        while done < dst.len() {
+            match self.file.read_at(&mut dst[done..], off + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // An I/O error reads as no data: nothing there validates.
+                Err(_) => break,
+            }
+        }
+        dst[done..].fill(0);
     }
 
-    /// One volatile, aligned 8-byte load.
+    /// One aligned 8-byte word (a block's magic).
     fn load_u64(&self, off: u64) -> u64 {
-        let off = usize::try_from(off).expect("offsets are bounds-checked against the map");
-        assert!(off + 8 <= self.raw.len(), "in bounds");
-        // SAFETY: in bounds (asserted); see `copy` for concurrent writes.
-        let ptr = unsafe { self.raw.as_ptr().add(off) }.cast::<u64>();
-        assert!(ptr.is_aligned(), "block offsets are 512-aligned");
-        // SAFETY: aligned, in bounds, mapping alive; a single volatile load
-        // observes either the old or the new value of an aligned word.
-        unsafe { ptr.read_volatile() }
+        let mut word = [0u8; 8];
+        self.copy(off, &mut word);
+        u64::from_ne_bytes(word)
     }
 }
 
@@ -180,7 +176,7 @@ impl RingSource for RawSource<'_> {
 }
 
 /// A reader of a spool file. Takes no lock; tolerates a concurrent writer.
-/// Cheap to clone (the mapping is shared); `Send + Sync`.
+/// Cheap to clone (the open file is shared); `Send + Sync`.
 #[derive(Clone)]
 pub struct SpoolReader {
     path: PathBuf,
@@ -254,16 +250,8 @@ fn open_map(path: &Path) -> Result<Opened, SpoolError> {
     };
     let present = file_len - HEADER_PAGE;
     let ring_len = header.capacity.min(present) / BLOCK_ALIGN * BLOCK_ALIGN;
-    let map_len =
-        usize::try_from(HEADER_PAGE + ring_len).map_err(|_| SpoolError::InvalidConfig {
-            reason: "spool larger than the address space".into(),
-        })?;
-    let raw = MmapOptions::new()
-        .len(map_len)
-        .map_raw_read_only(&file)
-        .map_err(io)?;
     Ok(Opened {
-        map: ReadMap { raw },
+        map: ReadMap { file },
         header,
         ring_len,
         file_len,
