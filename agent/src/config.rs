@@ -286,8 +286,33 @@ impl Default for OutputsSection {
 
 impl Config {
     /// Parses TOML; a syntax or unknown-key error names the key and line.
+    ///
+    /// `state_dir` moves what lives in it by default: the spool
+    /// (`events.spool`) and the alerts file (`alerts.ndjson`), unless
+    /// `spool.path` or `outputs.file` is set too.
     pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
-        toml::from_str(text)
+        // Typed first: its errors name the line.
+        let mut cfg: Config = toml::from_str(text)?;
+        let table: toml::Table = toml::from_str(text)?;
+        let set = |section: &str, key: &str| {
+            table
+                .get(section)
+                .and_then(|s| s.as_table())
+                .is_some_and(|s| s.contains_key(key))
+        };
+        cfg.place_in_state_dir(!set("spool", "path"), !set("outputs", "file"));
+        Ok(cfg)
+    }
+
+    /// Puts the spool and the alerts file (those not set on their own) in
+    /// `state_dir`.
+    pub fn place_in_state_dir(&mut self, spool: bool, alerts: bool) {
+        if spool {
+            self.spool.path = self.state_dir.join("events.spool");
+        }
+        if alerts {
+            self.outputs.file = Some(self.state_dir.join("alerts.ndjson"));
+        }
     }
 
     /// Every problem with the values, not just the first.

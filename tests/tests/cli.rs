@@ -526,3 +526,50 @@ fn spool_info_verify_reports_what_a_reader_would_find() {
         .unwrap();
     assert!(stdout(&cut).contains("TRUNCATED"), "{}", stdout(&cut));
 }
+
+/// `state_dir` in the config file moves the spool and the alerts file with
+/// it (a test agent must not append to the system agent's alerts), and the
+/// agent keeps its history private whatever the umask it was started with:
+/// the folder 0700, its files 0600, also when an earlier run left them open.
+#[test]
+fn state_dir_from_the_config_holds_private_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    fs::create_dir(&state).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o755)).unwrap();
+    // Left world-readable by an earlier, looser run.
+    fs::write(state.join("alerts.ndjson"), "").unwrap();
+    fs::set_permissions(
+        state.join("alerts.ndjson"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\n[source]\nsynthetic_plant_every = 1000\n[outputs]\nstdout = false\n[spool]\nsize_mb = 16\n",
+            state.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 022; exec {} run --source synthetic --synthetic-events 5000 --synthetic-rate 0 --config {}",
+            vigil_e2e::vigil_bin().display(),
+            cfg.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    for f in ["alerts.ndjson", "events.spool", "status.json"] {
+        assert_eq!(mode(&state.join(f)), 0o600, "{f}");
+    }
+    // The planted chains were written there, not to /var/lib/vigil.
+    let alerts = fs::read_to_string(state.join("alerts.ndjson")).unwrap();
+    assert!(!alerts.is_empty());
+}

@@ -23,8 +23,7 @@ fn effective_config(a: &RunArgs) -> Result<Config, Vec<AgentError>> {
     };
     if let Some(dir) = &a.state_dir {
         cfg.state_dir = dir.clone();
-        cfg.spool.path = dir.join("events.spool");
-        cfg.outputs.file = Some(dir.join("alerts.ndjson"));
+        cfg.place_in_state_dir(true, true);
     }
     if let Some(s) = a.source {
         cfg.source.kind = s;

@@ -109,12 +109,24 @@ impl Agent {
             return Err(invalid.into_iter().map(AgentError::Config).collect());
         }
         let one = |e: AgentError| vec![e];
+        // The spool, alerts, status and outbox are the host's whole history:
+        // only the agent's user reads them, whatever umask it was started
+        // with (the packaged unit sets the same).
+        private_files();
         std::fs::create_dir_all(&cfg.state_dir).map_err(|source| {
             one(AgentError::StateDir {
                 path: cfg.state_dir.clone(),
                 source,
             })
         })?;
+        tighten(&cfg.state_dir, 0o700);
+        for file in [Some(&cfg.spool.path), cfg.outputs.file.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain([&cfg.state_dir.join("status.json")])
+        {
+            tighten(file, 0o600);
+        }
         let loaded = rule_files::load(cfg.rules.dir.as_deref(), cfg.rules.shipped)
             .map_err(|e| one(AgentError::Rules(e)))?;
         for e in &loaded.errors {
@@ -402,5 +414,32 @@ fn open_sinks(cfg: &Config) -> Result<(Outbox, BuiltSinks), Vec<AgentError>> {
             errs.push(AgentError::Config(format!("outbox {}: {e}", dir.display())));
             Err(errs)
         }
+    }
+}
+
+/// New files and folders of this process are its user's alone (umask 077).
+fn private_files() {
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Takes group and other permissions off what an earlier run (or a looser
+/// umask) left readable: a state folder or file the agent owns.
+fn tighten(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions.
+    let mine = meta.uid() == unsafe { libc::geteuid() };
+    if mine && meta.mode() & 0o077 != 0 {
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            Ok(()) => tracing::info!(path = %path.display(), "made private (mode {mode:o})"),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot make private"),
+        }
+    } else if meta.mode() & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "readable by other users and not owned by the agent's user");
     }
 }
