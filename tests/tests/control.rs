@@ -420,6 +420,39 @@ fn control_socket_status_context_reload_and_bad_requests() {
         "{ids:?}"
     );
     assert_eq!(st["rules_reloads"], 1);
+
+    // Every connection taken by clients that went quiet: status and rules
+    // reload still get the reserved one, other requests hear "busy", and
+    // the quiet ones are closed soon, freeing their slots.
+    let idle: Vec<UnixStream> = (0..9)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let busy = raw(&sock, br#"{"cmd":"context","alert_id":"nope"}"#);
+    assert_eq!(busy["kind"], "busy", "{busy}");
+    let after = std::time::Instant::now();
+    assert!(vigil_e2e::receivers::wait_until(
+        std::time::Duration::from_secs(10),
+        || raw(&sock, br#"{"cmd":"context","alert_id":"nope"}"#)["kind"] == "not_found"
+    ));
+    assert!(after.elapsed() < std::time::Duration::from_secs(5));
+    drop(idle);
+    let idle: Vec<UnixStream> = (0..8)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let o = vigil()
+        .args(["rules", "reload", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    // Served (the broken file is still there, so rejected), not "busy".
+    assert!(
+        stderr(&o).contains("rejected") && !stderr(&o).contains("busy"),
+        "{}",
+        stderr(&o)
+    );
+    drop(idle);
     let (status, err) = agent.stop();
     assert!(status.success(), "{err}");
     assert!(!sock.exists(), "the socket is removed on exit");

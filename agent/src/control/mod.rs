@@ -46,6 +46,13 @@ use crate::wake::{WakeOnDemand, Waker};
 pub const MAX_REQUEST: usize = 64 * 1024;
 /// Connections served at once; more are told the agent is busy.
 const MAX_CONNECTIONS: usize = 8;
+/// One more connection beyond those, kept for what an admin needs when the
+/// others are taken (by slow context queries or idle clients): `status`
+/// and `rules_reload`.
+const RESERVED_CONNECTIONS: usize = 1;
+/// A connection that sends no request for this long is closed (a client
+/// that connected and went quiet no longer holds a slot).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a connection's thread waits for the pipeline thread.
 const PIPELINE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -240,7 +247,8 @@ fn accept_loop(
         if conn.set_nonblocking(false).is_err() {
             continue;
         }
-        if server.connections.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+        let taken = server.connections.fetch_add(1, Ordering::AcqRel);
+        if taken >= MAX_CONNECTIONS + RESERVED_CONNECTIONS {
             server.connections.fetch_sub(1, Ordering::AcqRel);
             let busy = answer(Err(Failure("busy", "too many control connections".into())));
             let _ = writeln!(conn, "{busy}");
@@ -250,7 +258,7 @@ fn accept_loop(
         let spawned = std::thread::Builder::new()
             .name("control-conn".into())
             .spawn(move || {
-                serve_connection(conn, &s);
+                serve_connection(conn, &s, taken >= MAX_CONNECTIONS);
                 s.connections.fetch_sub(1, Ordering::AcqRel);
             });
         if spawned.is_err() {
@@ -259,9 +267,11 @@ fn accept_loop(
     }
 }
 
-fn serve_connection(conn: UnixStream, server: &Server) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let _ = conn.set_write_timeout(Some(Duration::from_secs(30)));
+/// Serves one connection's requests, a line each. On the reserved slot
+/// only `status` and `rules_reload` are served.
+fn serve_connection(conn: UnixStream, server: &Server, reserved: bool) {
+    let _ = conn.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(10)));
     let Ok(mut out) = conn.try_clone() else {
         return;
     };
@@ -286,6 +296,11 @@ fn serve_connection(conn: UnixStream, server: &Server) {
             ))));
             let _ = writeln!(out, "{r}");
             return;
+        } else if reserved && !is_admin_request(&line) {
+            answer(Err(Failure(
+                "busy",
+                "too many control connections (one is kept for status and rules_reload)".into(),
+            )))
         } else {
             answer(server.handle(&line))
         };
@@ -293,6 +308,16 @@ fn serve_connection(conn: UnixStream, server: &Server) {
             return;
         }
     }
+}
+
+/// `status` or `rules_reload`: what the reserved connection serves.
+fn is_admin_request(line: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(line).is_ok_and(|v| {
+        matches!(
+            v.get("cmd").and_then(Value::as_str),
+            Some("status" | "rules_reload")
+        )
+    })
 }
 
 fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, Failure> {
