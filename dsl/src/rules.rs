@@ -110,6 +110,12 @@ pub mod limits {
     pub const MAX_STRING: usize = 256 * 1024;
     pub const MAX_ARRAY: usize = 10_000;
     pub const MAX_MAP: usize = 10_000;
+    /// Rules in one set: ten times Elastic's whole macOS content. A file
+    /// that declares more in a loop would otherwise cost memory per rule
+    /// and alerts per rule for every event.
+    pub const MAX_RULES: usize = 5_000;
+    /// Alerts one event may raise; more are counted, not raised.
+    pub const MAX_ALERTS_PER_EVENT: usize = 100;
 }
 
 thread_local! {
@@ -247,8 +253,23 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
                 // Rules declared before the failure still load.
             }
         }
-        let pending: Vec<PendingRule> =
+        let mut pending: Vec<PendingRule> =
             std::mem::take(&mut *collector.lock().expect("never poisoned"));
+        let room = limits::MAX_RULES.saturating_sub(rules.len());
+        if pending.len() > room {
+            errors.push(RuleError {
+                file: f.path.clone(),
+                line: 0,
+                column: 0,
+                rule_id: None,
+                message: format!(
+                    "a rule set holds at most {} rules: {} declared here are not loaded",
+                    limits::MAX_RULES,
+                    pending.len() - room
+                ),
+            });
+            pending.truncate(room);
+        }
         // Phase 3: validate and compile each declared rule.
         for p in pending {
             match build_rule(f, &ast, p, &mut warnings) {

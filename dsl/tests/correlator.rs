@@ -1040,3 +1040,39 @@ fn held_events_keep_their_extras() {
         assert_eq!(alerts[0].events[0].extra, first.extra, "shared: {shared}");
     }
 }
+
+/// A rule file that declares rules in a loop cannot flood the agent: the
+/// set holds at most `MAX_RULES` (the rest are an error naming the file),
+/// and one event raises at most `MAX_ALERTS_PER_EVENT` alerts, the others
+/// counted.
+#[test]
+fn rule_and_alert_floods_are_capped_and_counted() {
+    use vigil_dsl::rules::limits::{MAX_ALERTS_PER_EVENT, MAX_RULES};
+    let out = load_rules(&[RuleFile {
+        path: "flood.rhai".into(),
+        text: format!(
+            "for i in 0..{} {{ rule(#{{ id: `r${{i}}`, query: `process where process.name == \"a\"` }}); }}",
+            MAX_RULES + 250
+        ),
+        origin: Origin::User,
+    }]);
+    assert_eq!(out.rules.rules().len(), MAX_RULES);
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert!(
+        out.errors[0]
+            .to_string()
+            .contains("250 declared here are not loaded"),
+        "{}",
+        out.errors[0]
+    );
+    let mut c = Correlator::new(Arc::new(out.rules), CorrelatorConfig::default());
+    let mut alerts = Vec::new();
+    for ts in 0..3 {
+        c.process(&ev(ts * S, Some("h"), "a"), &mut alerts);
+    }
+    assert_eq!(alerts.len(), 3 * MAX_ALERTS_PER_EVENT);
+    assert_eq!(
+        c.alerts_capped(),
+        3 * (MAX_RULES - MAX_ALERTS_PER_EVENT) as u64
+    );
+}

@@ -45,8 +45,8 @@ fn print_status(s: &StatusSnapshot, path: &Path) {
     println!("processed        {}", s.processed);
     println!("spooled          {} ({} errors)", s.spooled, s.spool_errors);
     println!(
-        "alerts           {} ({} output errors)",
-        s.alerts, s.output_errors
+        "alerts           {} ({} output errors, {} over the per-event cap)",
+        s.alerts, s.output_errors, s.alerts_capped
     );
     println!("processes        {}", s.processes_tracked);
     println!(

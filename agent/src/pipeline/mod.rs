@@ -149,6 +149,8 @@ pub struct Pipeline {
     requests: Option<RequestReceiver>,
     sinks: Option<SinkMonitor>,
     rules_reloads: u64,
+    /// Alerts the per-event cap dropped under rule sets since replaced.
+    alerts_capped_before: u64,
     status_written: Option<Instant>,
     /// Live sources on this host: the process table is checked against the
     /// OS now and then (exits lost under load would otherwise pile up).
@@ -208,6 +210,7 @@ impl Pipeline {
             requests: None,
             sinks: None,
             rules_reloads: 0,
+            alerts_capped_before: 0,
             status_written: None,
             sweep_processes,
             swept: Instant::now(),

@@ -138,6 +138,7 @@ impl Pipeline {
                 // state belongs to the old rules and is dropped with them.
                 self.commit_alerts();
                 let n = rules.len();
+                self.alerts_capped_before += self.correlator.alerts_capped();
                 self.correlator = Correlator::new(rules, self.correlator_cfg);
                 self.rules_reloads += 1;
                 tracing::info!(rules = n, "rules reloaded");

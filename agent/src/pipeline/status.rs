@@ -39,6 +39,10 @@ pub struct StatusSnapshot {
     pub spooled: u64,
     pub spool_errors: u64,
     pub alerts: u64,
+    /// Alerts not raised: their event had already raised the most one
+    /// event may ([`dsl::rules::limits::MAX_ALERTS_PER_EVENT`]).
+    #[serde(default)]
+    pub alerts_capped: u64,
     pub output_errors: u64,
     pub processes_tracked: usize,
     /// Resident memory now and at its peak (Linux; 0 elsewhere).
@@ -147,6 +151,7 @@ impl Pipeline {
             spooled: c.spooled.load(Ordering::Relaxed),
             spool_errors: c.spool_errors.load(Ordering::Relaxed),
             alerts: c.alerts.load(Ordering::Relaxed),
+            alerts_capped: self.alerts_capped_before + self.correlator.alerts_capped(),
             output_errors: c.output_errors.load(Ordering::Relaxed),
             processes_tracked: self.table.len(),
             rss_kb,

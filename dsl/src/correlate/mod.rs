@@ -35,6 +35,9 @@ pub struct Correlator {
     config: CorrelatorConfig,
     matches: Vec<Match>,
     events_seen: u64,
+    /// Alerts not raised because their event had already raised
+    /// [`crate::rules::limits::MAX_ALERTS_PER_EVENT`].
+    alerts_capped: u64,
     /// `None`: evaluate every stage of every candidate rule (the general
     /// path the index must agree with).
     index: Option<StageIndex>,
@@ -154,6 +157,7 @@ impl Correlator {
             config,
             matches: Vec::new(),
             events_seen: 0,
+            alerts_capped: 0,
             index: None,
             memo: None,
             lineage,
@@ -177,11 +181,12 @@ impl Correlator {
 
     fn process_shared(&mut self, shared: &SharedEvent<'_>, alerts: &mut Vec<Alert>) {
         self.events_seen += 1;
+        let first = alerts.len();
         if let Some(l) = &mut self.lineage {
             l.observe(shared.event());
         }
         let Some(index) = &self.index else {
-            return self.offer_all(shared, alerts);
+            return self.offer_all(shared, alerts, first);
         };
         index.mark(shared.event(), &mut self.may_match, &mut self.marked);
         // Out of `self` while the rules' states are borrowed mutably (a
@@ -200,14 +205,14 @@ impl Correlator {
                 .map(|l| l as &dyn crate::query::fields::LineageSource),
         };
         self.expire_due(shared, &fields);
-        self.offer_marked(shared, &fields, alerts);
+        self.offer_marked(shared, &fields, alerts, first);
         self.memo = Some(memo);
         self.lineage = lineage;
     }
 
     /// The general path: every rule that takes the event's category is
     /// offered it, with every stage evaluated.
-    fn offer_all(&mut self, shared: &SharedEvent<'_>, alerts: &mut Vec<Alert>) {
+    fn offer_all(&mut self, shared: &SharedEvent<'_>, alerts: &mut Vec<Alert>, first: usize) {
         let rules = &*self.rules;
         let lineage = self.lineage.as_ref();
         for &idx in rules.candidates(shared.event().event.category) {
@@ -236,6 +241,12 @@ impl Correlator {
             }
             if !self.matches.is_empty() {
                 for m in self.matches.drain(..) {
+                    // One event raises a bounded number of alerts (a rule
+                    // file looping out thousands of rules cannot flood).
+                    if alerts.len() - first >= crate::rules::limits::MAX_ALERTS_PER_EVENT {
+                        self.alerts_capped += 1;
+                        continue;
+                    }
                     alerts.extend(rules.make_alert(idx, m));
                 }
             }
@@ -282,6 +293,7 @@ impl Correlator {
         shared: &SharedEvent<'_>,
         fields: &MemoEvent<'_>,
         alerts: &mut Vec<Alert>,
+        first: usize,
     ) {
         let rules = &*self.rules;
         self.marked.sort_unstable();
@@ -316,6 +328,12 @@ impl Correlator {
             }
             if !self.matches.is_empty() {
                 for m in self.matches.drain(..) {
+                    // One event raises a bounded number of alerts (a rule
+                    // file looping out thousands of rules cannot flood).
+                    if alerts.len() - first >= crate::rules::limits::MAX_ALERTS_PER_EVENT {
+                        self.alerts_capped += 1;
+                        continue;
+                    }
                     alerts.extend(rules.make_alert(idx, m));
                 }
             }
@@ -325,6 +343,11 @@ impl Correlator {
 
     pub fn events_seen(&self) -> u64 {
         self.events_seen
+    }
+
+    /// Alerts dropped by the per-event cap.
+    pub fn alerts_capped(&self) -> u64 {
+        self.alerts_capped
     }
 
     pub fn stats(&self) -> Vec<RuleStats> {
