@@ -119,6 +119,11 @@ impl EventSender {
         sent
     }
 
+    /// Slots in the queue (`None`: unbounded).
+    pub fn capacity(&self) -> Option<usize> {
+        self.tx.capacity()
+    }
+
     /// Frees one batch of events the pipeline is done with, if one is
     /// waiting; whether there was one. One batch per push keeps up with the
     /// events pushed and bounds the time a push can take.

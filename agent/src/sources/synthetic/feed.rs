@@ -42,16 +42,29 @@ pub fn start(
             // CPU spent making up events (a real source maps the OS's
             // instead): a footprint measurement counts it as the load.
             let mut making_ns = 0u64;
+            // A burst is pushed at memory speed, faster than any pipeline
+            // takes it, so it is kept to an eighth of the queue (the
+            // pipeline wakes at a quarter): a real source's events come as
+            // they happen, and a burst larger than the queue would only
+            // measure the queue's size. Smaller bursts then come sooner.
+            let max_burst = tx
+                .capacity()
+                .map_or(MAX_BURST, |c| (c as u64 / 8).clamp(1, MAX_BURST));
+            let burst_time = if rate > 0 {
+                SYNTHETIC_BURST.min(Duration::from_secs_f64(max_burst as f64 / rate as f64))
+            } else {
+                SYNTHETIC_BURST
+            };
             'run: while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| sent < l) {
                 // A burst: the events due by one burst from now, stamped
                 // with one clock reading (they go out within microseconds
                 // of each other anyway). Then sleep until they are due.
                 let now = dsl::time::now_ns();
                 let burst_end = if rate > 0 {
-                    let due = started.elapsed() + SYNTHETIC_BURST;
-                    ((due.as_secs_f64() * rate as f64) as u64).clamp(sent + 1, sent + MAX_BURST)
+                    let due = started.elapsed() + burst_time;
+                    ((due.as_secs_f64() * rate as f64) as u64).clamp(sent + 1, sent + max_burst)
                 } else {
-                    sent + MAX_BURST
+                    sent + max_burst
                 };
                 let burst_end = limit.map_or(burst_end, |l| burst_end.min(l));
                 let cpu_before = thread_cpu_ns();
