@@ -42,7 +42,10 @@ fn print_status(s: &StatusSnapshot, path: &Path) {
     println!("events received  {}", s.received);
     println!("events dropped   {}", s.dropped);
     println!("queue depth      {}", s.queue_depth);
-    println!("processed        {}", s.processed);
+    println!(
+        "processed        {} ({} execs without a name or executable)",
+        s.processed, s.execs_without_image
+    );
     println!("spooled          {} ({} errors)", s.spooled, s.spool_errors);
     println!(
         "alerts           {} ({} output errors, {} over the per-event cap)",

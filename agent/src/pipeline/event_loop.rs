@@ -18,6 +18,14 @@ impl Pipeline {
         // The queue's Arc is the only reference until here; a shared one
         // (never from the queue) is copied once to be enriched.
         self.table.observe(Arc::make_mut(&mut e));
+        if e.event.category == dsl::event::Category::Process
+            && e.event.action.as_deref() == Some("exec")
+            && (e.process.name.is_none() || e.process.executable.is_none())
+        {
+            // Rules on the name or the path cannot see it (a process gone
+            // before its source could read it).
+            self.execs_without_image += 1;
+        }
         // Shared by the spool thread and the correlator: no copies.
         self.correlator.process_arc(&e, &mut self.alerts);
         // Before any window request of this event's alerts: the spool

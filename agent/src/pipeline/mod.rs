@@ -140,6 +140,9 @@ pub struct Pipeline {
     pending_since: Option<Instant>,
     /// Events handled since start.
     processed: u64,
+    /// Exec events that reached the pipeline without a process name or
+    /// executable.
+    execs_without_image: u64,
     spool_path: Option<PathBuf>,
     /// Reads the spool's extent for `status`.
     status_reader: Option<SpoolReader>,
@@ -209,6 +212,7 @@ impl Pipeline {
             recent: VecDeque::new(),
             requests: None,
             sinks: None,
+            execs_without_image: 0,
             rules_reloads: 0,
             alerts_capped_before: 0,
             status_written: None,

@@ -36,6 +36,10 @@ pub struct StatusSnapshot {
     pub dropped: u64,
     pub queue_depth: usize,
     pub processed: u64,
+    /// Exec events without a process name or executable (the process was
+    /// gone before its source could read it).
+    #[serde(default)]
+    pub execs_without_image: u64,
     pub spooled: u64,
     pub spool_errors: u64,
     pub alerts: u64,
@@ -148,6 +152,7 @@ impl Pipeline {
             dropped: self.queue.dropped.load(Ordering::Relaxed),
             queue_depth,
             processed: self.processed,
+            execs_without_image: self.execs_without_image,
             spooled: c.spooled.load(Ordering::Relaxed),
             spool_errors: c.spool_errors.load(Ordering::Relaxed),
             alerts: c.alerts.load(Ordering::Relaxed),

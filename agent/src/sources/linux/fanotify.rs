@@ -221,6 +221,11 @@ fn handle(sh: &Shared, r: FanRecord) {
     };
     drop(fd);
     let path = path.strip_suffix(" (deleted)").unwrap_or(&path).to_string();
+    if r.mask & libc::FAN_OPEN_EXEC != 0 && pid > 0 && sh.tracking.load(Relaxed) {
+        // The image the kernel handed over: an exec whose process is gone
+        // before /proc is read still gets its executable from this.
+        sh.note_exec_image(pid, &path);
+    }
     let view = (pid > 0).then(|| sh.lookup(pid)).flatten();
     for (ty, action) in actions(r.mask) {
         let mut ev = sh.base_event(Category::File, vec![ty], action);

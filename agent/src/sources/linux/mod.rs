@@ -26,6 +26,7 @@ mod sys;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -144,6 +145,8 @@ pub struct LinuxSourceCounters {
     pub network: SubSourceCounters,
     /// `/proc/<pid>` reads that found the process gone (or unreadable).
     pub proc_read_failures: u64,
+    /// Of those, exec events whose executable came from fanotify.
+    pub exec_images_used: u64,
     /// Exec events whose process exec'd again before `/proc` was read: they
     /// carry pid, parent and entity id but no image details.
     pub exec_superseded: u64,
@@ -188,6 +191,8 @@ pub(crate) struct Counters {
     pub file: SubAtomics,
     pub network: SubAtomics,
     pub proc_read_failures: AtomicU64,
+    /// Exec events completed from fanotify's record of the image.
+    pub exec_images_used: AtomicU64,
     pub exec_superseded: AtomicU64,
     pub netlink_overruns: AtomicU64,
     pub fanotify_overflows: AtomicU64,
@@ -207,9 +212,105 @@ pub(crate) struct Shared {
     push: PushFn,
     pub counters: Counters,
     table: Mutex<ProcessTable>,
+    /// The images fanotify saw each pid open for exec, for exec events whose
+    /// process was gone before `/proc` could be read.
+    exec_images: Mutex<ExecImages>,
     /// Whether the process connector is running (and so the table current).
     pub tracking: AtomicBool,
     pub own_pid: u32,
+}
+
+/// Longest wait for fanotify's record of one exec.
+pub(crate) const EXEC_IMAGE_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+/// Wait for fanotify's records, in all, per second.
+pub(crate) const EXEC_IMAGE_BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
+/// Pids whose exec images are remembered.
+const EXEC_IMAGES_MAX: usize = 4096;
+
+/// The images each pid opened for exec (`FAN_OPEN_EXEC`) since its last
+/// exec event, oldest first, bounded. A dynamic executable's interpreter
+/// (`ld-linux*.so*`), opened after it, is not kept.
+#[derive(Default)]
+pub(crate) struct ExecImages {
+    by_pid: HashMap<u32, Vec<(String, std::time::Instant)>>,
+    /// When the current second of waiting began, and how much was spent.
+    budget_from: Option<std::time::Instant>,
+    waited: std::time::Duration,
+    /// Images whose exec was read whole before fanotify's record came: the
+    /// record, when it comes, is dropped.
+    owed: HashMap<u32, String>,
+}
+
+/// Older records belong to execs already handled.
+const EXEC_IMAGE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn is_interpreter(path: &str) -> bool {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    base.starts_with("ld-") && base.contains(".so")
+}
+
+impl ExecImages {
+    fn note(&mut self, pid: u32, path: &str) {
+        if is_interpreter(path) {
+            return;
+        }
+        if self.owed.get(&pid).is_some_and(|exe| exe == path) {
+            self.owed.remove(&pid);
+            return;
+        }
+        let now = std::time::Instant::now();
+        if self.by_pid.len() >= EXEC_IMAGES_MAX && !self.by_pid.contains_key(&pid) {
+            self.by_pid.retain(|_, v| {
+                v.last()
+                    .is_some_and(|(_, at)| now.duration_since(*at) < EXEC_IMAGE_MAX_AGE)
+            });
+            if self.by_pid.len() >= EXEC_IMAGES_MAX {
+                self.by_pid.clear();
+            }
+        }
+        let list = self.by_pid.entry(pid).or_default();
+        if list.len() < 8 {
+            list.push((path.to_string(), now));
+        }
+    }
+
+    fn read_whole(&mut self, pid: u32, exe: &str) {
+        if self.by_pid.remove(&pid).is_none() {
+            if self.owed.len() >= EXEC_IMAGES_MAX {
+                self.owed.clear();
+            }
+            self.owed.insert(pid, exe.to_string());
+        }
+    }
+
+    /// The oldest recent image of `pid`; the others are dropped with it (a
+    /// script's interpreter, opened after the script).
+    fn take(&mut self, pid: u32) -> Option<String> {
+        self.owed.remove(&pid);
+        let now = std::time::Instant::now();
+        self.by_pid
+            .remove(&pid)?
+            .into_iter()
+            .find(|(_, at)| now.duration_since(*at) < EXEC_IMAGE_MAX_AGE)
+            .map(|(p, _)| p)
+    }
+
+    /// Whether a wait begun at `started` may go on (and charges it).
+    fn may_wait(&mut self, started: std::time::Instant) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .budget_from
+            .is_none_or(|b| now.duration_since(b) >= std::time::Duration::from_secs(1))
+        {
+            self.budget_from = Some(now);
+            self.waited = std::time::Duration::ZERO;
+        }
+        if now.duration_since(started) >= EXEC_IMAGE_WAIT || self.waited >= EXEC_IMAGE_BUDGET {
+            return false;
+        }
+        self.waited += std::time::Duration::from_micros(200);
+        true
+    }
 }
 
 fn now_ns() -> i64 {
@@ -234,6 +335,7 @@ impl Shared {
             }
             .leaked(),
             table: Mutex::new(ProcessTable::new(&cfg.host_id, &boot_id)),
+            exec_images: Mutex::new(ExecImages::default()),
             host_id: cfg.host_id.clone(),
             boot_id,
             push,
@@ -241,6 +343,44 @@ impl Shared {
             tracking: AtomicBool::new(false),
             own_pid: std::process::id(),
         }
+    }
+
+    /// fanotify saw `pid` open `path` for exec (`FAN_OPEN_EXEC`).
+    pub fn note_exec_image(&self, pid: u32, path: &str) {
+        self.exec_images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .note(pid, path);
+    }
+
+    /// The image `pid` exec'd, as fanotify saw it: for an exec whose
+    /// process was gone before `/proc` was read. fanotify's reader may be
+    /// a moment behind the process connector's, so this waits a little
+    /// (at most [`EXEC_IMAGE_WAIT`], and [`EXEC_IMAGE_BUDGET`] a second in
+    /// all: a storm of short processes must not stall process events).
+    pub fn exec_image(&self, pid: u32) -> Option<String> {
+        let images = || self.exec_images.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = images().take(pid) {
+            return Some(p);
+        }
+        let started = std::time::Instant::now();
+        while images().may_wait(started) {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            if let Some(p) = images().take(pid) {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// `pid`'s exec was read whole from `/proc` (its image is `exe`): what
+    /// fanotify recorded for it is not needed, and if its record has not
+    /// come yet, it must not be taken for the pid's next exec.
+    pub fn exec_read_whole(&self, pid: u32, exe: &str) {
+        self.exec_images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .read_whole(pid, exe);
     }
 
     pub fn table(&self) -> MutexGuard<'_, ProcessTable> {
@@ -472,6 +612,7 @@ impl LinuxSource {
             file: c.file.snapshot(),
             network: c.network.snapshot(),
             proc_read_failures: c.proc_read_failures.load(Relaxed),
+            exec_images_used: c.exec_images_used.load(Relaxed),
             exec_superseded: c.exec_superseded.load(Relaxed),
             netlink_overruns: c.netlink_overruns.load(Relaxed),
             fanotify_overflows: c.fanotify_overflows.load(Relaxed),

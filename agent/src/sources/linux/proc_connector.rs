@@ -623,9 +623,19 @@ impl Handler {
     fn exec(&self, pid: u32, info: Option<ProcInfo>) {
         let sh = &self.shared;
         let info = match info {
-            Some(info) => {
-                if !info.complete() {
-                    sh.counters.proc_read_failures.fetch_add(1, Relaxed);
+            Some(info) if info.complete() => {
+                sh.exec_read_whole(pid, info.exe.as_deref().unwrap_or_default());
+                info
+            }
+            Some(mut info) => {
+                sh.counters.proc_read_failures.fetch_add(1, Relaxed);
+                if info.exe.is_none() {
+                    // Gone before /proc was read: the image fanotify saw
+                    // it open for exec.
+                    info.exe = sh.exec_image(pid);
+                    if info.exe.is_some() {
+                        sh.counters.exec_images_used.fetch_add(1, Relaxed);
+                    }
                 }
                 info
             }
