@@ -152,7 +152,7 @@ pub fn import(source: &str, toml_text: &str) -> Imported {
 }
 
 /// A rhai string literal holding `s` exactly.
-fn rhai_string(s: &str) -> String {
+pub(crate) fn rhai_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -185,7 +185,9 @@ pub fn toml_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_file() {
-            out.push(p.clone());
+            if !dsl::sigma::is_sigma_path(&p.display().to_string()) {
+                out.push(p.clone());
+            }
         } else {
             walk(p, &mut out)?;
         }

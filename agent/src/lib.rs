@@ -18,5 +18,6 @@ pub mod nats;
 pub mod pipeline;
 pub mod rule_files;
 pub mod runtime;
+pub mod sigma_import;
 pub mod sources;
 pub mod wake;

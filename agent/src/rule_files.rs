@@ -1,5 +1,5 @@
-//! Gathers rule files: the shipped ones, then `*.rhai` from a rules directory
-//! (which may override shipped rules by id).
+//! Gathers rule files: the shipped ones, then `*.rhai` and Sigma's `*.yml`
+//! from a rules directory (which may override shipped rules by id).
 
 use std::path::Path;
 
@@ -36,7 +36,11 @@ pub fn collect(dir: Option<&Path>, include_shipped: bool) -> Result<Vec<RuleFile
         let mut paths: Vec<_> = std::fs::read_dir(dir)
             .map_err(RuleFilesError::reading("rules directory", dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+            .filter(|p| {
+                // rhai rules and modules, Sigma rules and Sigma's field table.
+                p.extension()
+                    .is_some_and(|x| x == "rhai" || x == "yml" || x == "yaml")
+            })
             .collect();
         paths.sort();
         for p in paths {

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::ecs_serde;
 use crate::event::Event;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,
+    #[default]
     Medium,
     High,
     Critical,
@@ -49,7 +50,7 @@ impl Severity {
 }
 
 /// The rule block of an alert (the `kibana.alert.rule` of Elastic).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct AlertRule {
     pub id: String,
     pub name: String,
@@ -62,6 +63,15 @@ pub struct AlertRule {
     pub mitre: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// What a Sigma rule says of itself besides (kept as the author wrote it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub false_positives: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 /// A JSON document already serialized, written into alerts as it is.

@@ -23,3 +23,4 @@ pub mod correlate;
 pub mod fixture;
 pub mod rules;
 pub mod shipped;
+pub mod sigma;

@@ -212,6 +212,20 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
     let mut resolver = StaticModuleResolver::new();
     let collector: Collector = Arc::default();
 
+    // Sigma's field table: the shipped one, extended by the set's own.
+    let mut taxonomy = crate::sigma::taxonomy::Taxonomy::shipped();
+    for f in files.iter().filter(|f| is_taxonomy(f)) {
+        if let Err((at, message)) = taxonomy.extend_from(&f.text) {
+            errors.push(RuleError {
+                file: f.path.clone(),
+                line: at.line,
+                column: at.column,
+                rule_id: None,
+                message,
+            });
+        }
+    }
+
     // Phase 1: modules, so rule files can import them.
     let module_engine = sandboxed_engine();
     for f in files {
@@ -234,7 +248,25 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
     // Phase 2: run each rule file once to collect its rules.
     let mut rules: Vec<Rule> = Vec::new();
     let mut ids: BTreeMap<String, (usize, Origin)> = BTreeMap::new();
-    for f in files.iter().filter(|f| f.module_name().is_none()) {
+    let mut sigma: Vec<(&RuleFile, crate::sigma::SigmaRule)> = Vec::new();
+    for f in files
+        .iter()
+        .filter(|f| f.module_name().is_none() && !is_taxonomy(f))
+    {
+        if crate::sigma::is_sigma_path(&f.path) {
+            match crate::sigma::translate(&f.text, &taxonomy) {
+                Ok(t) => {
+                    warnings.extend(
+                        t.warnings
+                            .iter()
+                            .map(|w| sigma_error(f, Some(&t.rule.id), w)),
+                    );
+                    sigma.push((f, t.rule));
+                }
+                Err(e) => errors.push(sigma_error(f, None, &e)),
+            }
+            continue;
+        }
         let mut ast = match engine.compile(&f.text) {
             Ok(ast) => Arc::new(ast),
             Err(e) => {
@@ -297,11 +329,134 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
             }
         }
     }
+    // Sigma rules: plain ones first, then the correlations that name them.
+    let queries: BTreeMap<String, String> = sigma
+        .iter()
+        .filter(|(_, r)| r.correlation.is_none())
+        .flat_map(|(_, r)| {
+            let q = r.query.clone();
+            [Some(r.id.clone()), r.name.clone()]
+                .into_iter()
+                .flatten()
+                .map(move |k| (k, q.clone()))
+        })
+        .collect();
+    for (f, mut r) in sigma {
+        if let Some(c) = &r.correlation {
+            match crate::sigma::correlation_query(c, &|n| queries.get(n).cloned(), &taxonomy) {
+                Ok(q) => r.query = q,
+                Err(e) => {
+                    errors.push(sigma_error(f, Some(&r.id), &e));
+                    continue;
+                }
+            }
+        }
+        if rules.len() >= limits::MAX_RULES {
+            errors.push(sigma_error(
+                f,
+                Some(&r.id),
+                &crate::sigma::SigmaError {
+                    at: r.at,
+                    message: format!("a rule set holds at most {} rules", limits::MAX_RULES),
+                },
+            ));
+            continue;
+        }
+        match sigma_rule(f, r, &mut warnings) {
+            Ok(rule) => match ids.get(&rule.meta.id).copied() {
+                Some((idx, Origin::Shipped)) if f.origin == Origin::User => {
+                    rules[idx] = rule;
+                    ids.insert(rules[idx].meta.id.clone(), (idx, Origin::User));
+                }
+                Some((idx, _)) => errors.push(RuleError {
+                    file: f.path.clone(),
+                    line: 0,
+                    column: 0,
+                    rule_id: Some(rule.meta.id.clone()),
+                    message: format!("duplicate rule id (first defined in {})", rules[idx].file),
+                }),
+                None => {
+                    ids.insert(rule.meta.id.clone(), (rules.len(), f.origin));
+                    rules.push(rule);
+                }
+            },
+            Err(e) => errors.push(e),
+        }
+    }
     LoadOutcome {
         rules: RuleSet::new(rules, engine),
         errors,
         warnings,
     }
+}
+
+/// `sigma-taxonomy.yml`: Sigma's field table, not a rule.
+fn is_taxonomy(f: &RuleFile) -> bool {
+    f.path
+        .rsplit(['/', '\\'])
+        .next()
+        .is_some_and(|b| b == crate::sigma::taxonomy::FILE_NAME)
+}
+
+fn sigma_error(f: &RuleFile, id: Option<&str>, e: &crate::sigma::SigmaError) -> RuleError {
+    RuleError {
+        file: f.path.clone(),
+        line: e.at.line,
+        column: e.at.column,
+        rule_id: id.map(str::to_string),
+        message: e.message.clone(),
+    }
+}
+
+/// A translated Sigma rule, compiled. A query that does not compile is
+/// reported at the rule's detection (the query is vigil's, not the
+/// author's: `vigil rules import` shows it).
+fn sigma_rule(
+    f: &RuleFile,
+    r: crate::sigma::SigmaRule,
+    warnings: &mut Vec<RuleError>,
+) -> Result<Rule, RuleError> {
+    let at_detection = |message: String| RuleError {
+        file: f.path.clone(),
+        line: r.at.line,
+        column: r.at.column,
+        rule_id: Some(r.id.clone()),
+        message,
+    };
+    let (query, query_warnings) = query::compile_with_warnings(&r.query).map_err(|e| {
+        at_detection(format!(
+            "{} (in the EQL it becomes: {})",
+            e.message, r.query
+        ))
+    })?;
+    warnings.extend(query_warnings.into_iter().map(|w| at_detection(w.message)));
+    let severity = Severity::parse(r.severity).unwrap_or(Severity::Medium);
+    Ok(Rule {
+        meta: AlertRule {
+            id: r.id.clone(),
+            name: if r.title.is_empty() {
+                r.id.clone()
+            } else {
+                r.title
+            },
+            description: r.description,
+            severity,
+            risk_score: severity.default_risk(),
+            mitre: r.mitre,
+            tags: r.tags,
+            references: r.references,
+            status: r.status,
+            false_positives: r.false_positives,
+            author: r.author,
+        },
+        query_text: r.query,
+        query,
+        file: f.path.clone(),
+        origin: f.origin,
+        context: Vec::new(),
+        on_match: None,
+        hook_overruns: Default::default(),
+    })
 }
 
 fn runtime_message(e: &EvalAltResult) -> String {
@@ -453,6 +608,7 @@ fn build_rule(
             mitre: strings("mitre").map_err(err)?,
             tags: strings("tags").map_err(err)?,
             id: id.clone(),
+            ..AlertRule::default()
         },
         query_text,
         query,

@@ -173,7 +173,10 @@ fn report_damage(r: &HuntReport) {
 
 fn rule_set_for(rule: &str) -> Result<Arc<RuleSet>> {
     let path = Path::new(rule);
-    if path.extension().is_some_and(|e| e == "rhai") {
+    if path
+        .extension()
+        .is_some_and(|e| e == "rhai" || e == "yml" || e == "yaml")
+    {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {rule}"))?;
         let mut files = dsl::shipped::shipped_rule_files();
         files.retain(|f| f.path.ends_with(".lib.rhai"));

@@ -54,10 +54,33 @@ fn import(paths: &[PathBuf], out_dir: &Path) -> Result<ExitCode> {
     use crate::elastic_import::{import, toml_files, Imported};
     fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let (mut imported, mut skipped, mut failed) = (0, 0, 0);
+    let mut results = Vec::new();
     for path in toml_files(paths)? {
         let text =
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        match import(&path.display().to_string(), &text) {
+        let source = path.display().to_string();
+        let result = import(&source, &text);
+        results.push((source, result));
+    }
+    // Sigma rules, as one set (correlations name the others).
+    let (sigma_paths, table) = crate::sigma_import::sigma_files(paths)?;
+    let mut taxonomy = dsl::sigma::taxonomy::Taxonomy::shipped();
+    if let Some(table) = table {
+        let text =
+            fs::read_to_string(&table).with_context(|| format!("reading {}", table.display()))?;
+        if let Err((at, message)) = taxonomy.extend_from(&text) {
+            anyhow::bail!("{}:{}:{}: {message}", table.display(), at.line, at.column);
+        }
+    }
+    let mut sigma = Vec::new();
+    for p in sigma_paths {
+        let text = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        sigma.push((p.display().to_string(), text));
+    }
+    results.extend(crate::sigma_import::import_all(&sigma, &taxonomy));
+    for (source, result) in results {
+        let path = PathBuf::from(&source);
+        match result {
             Imported::Rule { id, text } => {
                 let name: String = id
                     .chars()

@@ -243,6 +243,7 @@ mod tests {
                 risk_score: 73,
                 mitre: Vec::new(),
                 tags: Vec::new(),
+                ..AlertRule::default()
             },
             host_id: Some("mac-17".into()),
             join_key: Default::default(),

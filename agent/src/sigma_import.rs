@@ -1,0 +1,132 @@
+//! `vigil rules import` for Sigma: each rule becomes an editable rhai rule
+//! file holding the EQL query vigil runs for it (the same query the Sigma
+//! file loads as), with its id, title, level, MITRE ids and tags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use dsl::sigma::{self, taxonomy::Taxonomy, SigmaRule};
+
+use crate::elastic_import::{rhai_string, Imported};
+
+/// The Sigma rule files under `paths` (files, or folders searched), and
+/// the field table of the first `sigma-taxonomy.yml` among them.
+pub fn sigma_files(paths: &[PathBuf]) -> std::io::Result<(Vec<PathBuf>, Option<PathBuf>)> {
+    fn walk(
+        p: &Path,
+        rules: &mut Vec<PathBuf>,
+        table: &mut Option<PathBuf>,
+    ) -> std::io::Result<()> {
+        if p.is_dir() {
+            for entry in std::fs::read_dir(p)? {
+                walk(&entry?.path(), rules, table)?;
+            }
+        } else if p
+            .file_name()
+            .is_some_and(|n| n == sigma::taxonomy::FILE_NAME)
+        {
+            table.get_or_insert_with(|| p.to_path_buf());
+        } else if sigma::is_sigma_path(&p.display().to_string()) {
+            rules.push(p.to_path_buf());
+        }
+        Ok(())
+    }
+    let (mut rules, mut table) = (Vec::new(), None);
+    for p in paths {
+        walk(p, &mut rules, &mut table)?;
+    }
+    rules.sort();
+    Ok((rules, table))
+}
+
+/// Imports every file of one set: correlations find the rules they name
+/// among the others.
+pub fn import_all(files: &[(String, String)], taxonomy: &Taxonomy) -> Vec<(String, Imported)> {
+    let translated: Vec<(String, Result<SigmaRule, sigma::SigmaError>)> = files
+        .iter()
+        .map(|(path, text)| {
+            (
+                path.clone(),
+                sigma::translate(text, taxonomy).map(|t| t.rule),
+            )
+        })
+        .collect();
+    let queries: BTreeMap<String, String> = translated
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .filter(|r| r.correlation.is_none())
+        .flat_map(|r| {
+            [Some(r.id.clone()), r.name.clone()]
+                .into_iter()
+                .flatten()
+                .map(|k| (k, r.query.clone()))
+        })
+        .collect();
+    translated
+        .into_iter()
+        .map(|(path, r)| {
+            let imported = match r {
+                Err(e) => Imported::Failed {
+                    line: e.at.line,
+                    column: e.at.column,
+                    message: e.message,
+                },
+                Ok(mut r) => {
+                    let query = match &r.correlation {
+                        None => Ok(r.query.clone()),
+                        Some(c) => {
+                            sigma::correlation_query(c, &|n| queries.get(n).cloned(), taxonomy)
+                        }
+                    };
+                    match query.and_then(|q| {
+                        // What loads must compile: the same check as loading.
+                        dsl::query::compile(&q)
+                            .map(|_| q)
+                            .map_err(|e| sigma::SigmaError {
+                                at: r.at,
+                                message: format!("{} (in the EQL it becomes)", e.message),
+                            })
+                    }) {
+                        Ok(q) => {
+                            r.query = q;
+                            Imported::Rule {
+                                id: r.id.clone(),
+                                text: rhai_text(&path, &r),
+                            }
+                        }
+                        Err(e) => Imported::Failed {
+                            line: e.at.line,
+                            column: e.at.column,
+                            message: e.message,
+                        },
+                    }
+                }
+            };
+            (path, imported)
+        })
+        .collect()
+}
+
+fn rhai_text(source: &str, r: &SigmaRule) -> String {
+    let list = |items: &[String]| {
+        items
+            .iter()
+            .map(|s| rhai_string(s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let risk = dsl::alert::Severity::parse(r.severity).map_or(47, |s| s.default_risk());
+    format!(
+        "// Imported by `vigil rules import` from the Sigma rule {source}\n\
+         // (author: {}; keep the author and the rule's licence when you share it).\n\
+         rule(#{{\n    id: {},\n    name: {},\n    description: {},\n    severity: {},\n    risk: {risk},\n    mitre: [{}],\n    tags: [{}],\n    query: {},\n}});\n",
+        r.author.as_deref().unwrap_or("unknown"),
+        rhai_string(&r.id),
+        rhai_string(if r.title.is_empty() { &r.id } else { &r.title }),
+        rhai_string(r.description.trim()),
+        rhai_string(r.severity),
+        list(&r.mitre),
+        list(&r.tags),
+        rhai_string(&r.query),
+    )
+}

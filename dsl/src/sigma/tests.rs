@@ -1,0 +1,115 @@
+//! The translation, value by value and modifier by modifier.
+
+use super::*;
+
+fn q(yaml: &str) -> String {
+    translate(yaml, &Taxonomy::shipped())
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .rule
+        .query
+}
+
+fn rule(detection: &str) -> String {
+    q(&format!(
+        "title: t\nid: x\nlogsource:\n  product: macos\n  category: process_creation\ndetection:\n{detection}"
+    ))
+}
+
+#[test]
+fn modifiers_become_eql() {
+    let cases = [
+        ("  sel:\n    Image|endswith: '/curl'\n  condition: sel", r#"process.executable : "*/curl""#),
+        ("  sel:\n    CommandLine|contains|all:\n      - ' -e '\n      - 'x'\n  condition: sel", r#"(process.command_line : "* -e *" and process.command_line : "*x*")"#),
+        ("  sel:\n    Image|startswith: '/tmp/'\n  condition: sel", r#"process.executable : "/tmp/*""#),
+        ("  sel:\n    Image: '/bin/sh'\n  condition: sel", r#"process.executable in~ ("/bin/sh")"#),
+        ("  sel:\n    Image|cased: '/bin/sh'\n  condition: sel", r#"process.executable == "/bin/sh""#),
+        ("  sel:\n    Image|cased|endswith: '/Sh'\n  condition: sel", r#"process.executable like "*/Sh""#),
+        ("  sel:\n    Image: 'a\\*b*'\n  condition: sel", r#"process.executable regex~ "a\\*b.*""#),
+        ("  sel:\n    Image: null\n  condition: sel", "process.executable == null"),
+        ("  sel:\n    ProcessId|gt: 100\n  condition: sel", "process.pid > 100"),
+        ("  sel:\n    ProcessId: 100\n  condition: sel", "process.pid == 100"),
+        ("  sel:\n    CommandLine|exists: true\n  condition: sel", "process.command_line != null"),
+        ("  sel:\n    Image|fieldref: ParentImage\n  condition: sel", "process.executable == process.parent.executable"),
+        ("  sel:\n    CommandLine|fieldref|contains: ParentImage\n  condition: sel", "stringcontains~(process.command_line, process.parent.executable)"),
+        ("  sel:\n    CommandLine|re|i: 'osascript.*-e'\n  condition: sel", r#"process.command_line regex~ "(?s:.*)(?-s:osascript.*-e)(?s:.*)""#),
+        ("  sel:\n    CommandLine|base64: 'ab'\n  condition: sel", r#"process.command_line in~ ("YWI=")"#),
+        ("  sel:\n    CommandLine|windash|contains: ' -c '\n  condition: sel", "(process.command_line : \"* -c *\" or process.command_line : \"* /c *\" or process.command_line : \"* \u{2013}c *\" or process.command_line : \"* \u{2014}c *\" or process.command_line : \"* \u{2015}c *\")"),
+        ("  - 'evil'\n  - 'bad'\n", ""),
+    ];
+    for (det, want) in cases.iter().take(cases.len() - 1) {
+        let got = rule(det);
+        assert!(
+            got.ends_with(&format!("and ({want})")),
+            "{det}\n got: {got}\nwant: {want}"
+        );
+    }
+}
+
+#[test]
+fn base64offset_gives_the_three_alignments() {
+    // pySigma's values for "/bin/bash".
+    assert_eq!(
+        base64_offsets(b"/bin/bash"),
+        ["L2Jpbi9iYXNo", "9iaW4vYmFza", "vYmluL2Jhc2"]
+    );
+}
+
+#[test]
+fn conditions_and_their_errors() {
+    let det = "  sel_a:\n    Image: a\n  sel_b:\n    Image: b\n  filter:\n    User: root\n";
+    let got = rule(&format!("{det}  condition: 1 of sel_* and not filter"));
+    assert!(got.ends_with(r#"and (((process.executable in~ ("a") or process.executable in~ ("b")) and not user.name in~ ("root")))"#), "{got}");
+    let got = rule(&format!("{det}  condition: all of them"));
+    assert!(
+        got.contains(" and process.executable in~ (\"b\") and "),
+        "{got}"
+    );
+    let bad = translate(
+        &format!("title: t\nid: x\nlogsource:\n  category: process_creation\ndetection:\n{det}  condition: sel_a and nope"),
+        &Taxonomy::shipped(),
+    )
+    .unwrap_err();
+    assert_eq!(bad.at.line, 12);
+    assert_eq!(bad.at.column, 24, "{bad:?}");
+    assert!(bad.message.contains("`nope`"), "{bad:?}");
+    let bad = translate(
+        "title: t\nid: x\ndetection:\n  sel:\n    Image|endwith: a\n  condition: sel\n",
+        &Taxonomy::shipped(),
+    )
+    .unwrap_err();
+    assert_eq!((bad.at.line, bad.at.column), (5, 5));
+    assert!(
+        bad.message.contains("unknown modifier `endwith`"),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn unknown_fields_and_logsources_are_warnings() {
+    let t = translate(
+        "title: t\nid: x\nlogsource:\n  product: macos\n  category: process_creation\ndetection:\n  sel:\n    Hashes|contains: 'MD5='\n  condition: sel\n",
+        &Taxonomy::shipped(),
+    )
+    .unwrap();
+    assert!(
+        t.rule.query.contains("?Hashes : \"*MD5=*\""),
+        "{}",
+        t.rule.query
+    );
+    assert_eq!(t.warnings.len(), 1);
+    assert!(t.warnings[0].message.contains("Hashes"));
+    let t = translate(
+        "title: t\nid: x\nlogsource:\n  product: windows\n  category: process_creation\ndetection:\n  sel:\n    Image: a\n  condition: sel\n",
+        &Taxonomy::shipped(),
+    )
+    .unwrap();
+    assert!(t.rule.query.starts_with("any where false"));
+    assert!(t.warnings[0].message.contains("windows"));
+}
+
+#[test]
+fn tags_give_mitre_ids() {
+    assert_eq!(mitre_id("attack.t1059.002").as_deref(), Some("T1059.002"));
+    assert_eq!(mitre_id("attack.execution").as_deref(), Some("TA0002"));
+    assert_eq!(mitre_id("cve.2021-1234"), None);
+}
