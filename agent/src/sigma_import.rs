@@ -62,49 +62,65 @@ pub fn import_all(files: &[(String, String)], taxonomy: &Taxonomy) -> Vec<(Strin
                 .map(|k| (k, r.query.clone()))
         })
         .collect();
-    translated
-        .into_iter()
-        .map(|(path, r)| {
-            let imported = match r {
-                Err(e) => Imported::Failed {
-                    line: e.at.line,
-                    column: e.at.column,
-                    message: e.message,
-                },
-                Ok(mut r) => {
-                    let query = match &r.correlation {
-                        None => Ok(r.query.clone()),
-                        Some(c) => {
-                            sigma::correlation_query(c, &|n| queries.get(n).cloned(), taxonomy)
-                        }
-                    };
-                    match query.and_then(|q| {
-                        // What loads must compile: the same check as loading.
-                        dsl::query::compile(&q)
-                            .map(|_| q)
-                            .map_err(|e| sigma::SigmaError {
-                                at: r.at,
-                                message: format!("{} (in the EQL it becomes)", e.message),
-                            })
-                    }) {
-                        Ok(q) => {
-                            r.query = q;
-                            Imported::Rule {
-                                id: r.id.clone(),
-                                text: rhai_text(&path, &r),
-                            }
-                        }
-                        Err(e) => Imported::Failed {
-                            line: e.at.line,
-                            column: e.at.column,
-                            message: e.message,
-                        },
-                    }
-                }
+    let mut out = Vec::new();
+    for (path, r) in translated {
+        let mut r = match r {
+            Err(e) => {
+                out.push((path, failed(&e)));
+                continue;
+            }
+            Ok(r) => r,
+        };
+        let queries = match &r.correlation {
+            None => Ok(vec![r.query.clone()]),
+            Some(c) => sigma::correlation_query(c, &|n| queries.get(n).cloned(), taxonomy),
+        };
+        let queries = match queries {
+            Ok(q) => q,
+            Err(e) => {
+                out.push((path, failed(&e)));
+                continue;
+            }
+        };
+        // A `temporal` correlation: one rule per order of its rules.
+        let id = r.id.clone();
+        for (n, q) in queries.into_iter().enumerate() {
+            // What loads must compile: the same check as loading.
+            if let Err(e) = dsl::query::compile(&q) {
+                out.push((
+                    path.clone(),
+                    Imported::Failed {
+                        line: r.at.line,
+                        column: r.at.column,
+                        message: format!("{} (in the EQL it becomes)", e.message),
+                    },
+                ));
+                break;
+            }
+            r.id = if n == 0 {
+                id.clone()
+            } else {
+                format!("{id}/order-{}", n + 1)
             };
-            (path, imported)
-        })
-        .collect()
+            r.query = q;
+            out.push((
+                path.clone(),
+                Imported::Rule {
+                    id: r.id.clone(),
+                    text: rhai_text(&path, &r),
+                },
+            ));
+        }
+    }
+    out
+}
+
+fn failed(e: &sigma::SigmaError) -> Imported {
+    Imported::Failed {
+        line: e.at.line,
+        column: e.at.column,
+        message: e.message.clone(),
+    }
 }
 
 fn rhai_text(source: &str, r: &SigmaRule) -> String {

@@ -341,16 +341,29 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
                 .map(move |k| (k, q.clone()))
         })
         .collect();
-    for (f, mut r) in sigma {
-        if let Some(c) = &r.correlation {
-            match crate::sigma::correlation_query(c, &|n| queries.get(n).cloned(), &taxonomy) {
-                Ok(q) => r.query = q,
-                Err(e) => {
-                    errors.push(sigma_error(f, Some(&r.id), &e));
-                    continue;
+    // A `temporal` correlation is one rule per order of its rules: the
+    // first keeps the id, the others add `/order-N`.
+    let mut expanded = Vec::new();
+    for (f, r) in sigma {
+        let Some(c) = &r.correlation else {
+            expanded.push((f, r));
+            continue;
+        };
+        match crate::sigma::correlation_query(c, &|n| queries.get(n).cloned(), &taxonomy) {
+            Ok(qs) => {
+                for (n, q) in qs.into_iter().enumerate() {
+                    let mut one = r.clone();
+                    if n > 0 {
+                        one.id = format!("{}/order-{}", r.id, n + 1);
+                    }
+                    one.query = q;
+                    expanded.push((f, one));
                 }
             }
+            Err(e) => errors.push(sigma_error(f, Some(&r.id), &e)),
         }
+    }
+    for (f, r) in expanded {
         if rules.len() >= limits::MAX_RULES {
             errors.push(sigma_error(
                 f,

@@ -471,3 +471,39 @@ fn network_connections_and_cidr() {
     );
     assert_eq!(got, [("n".to_string(), 1)]);
 }
+
+#[test]
+fn temporal_in_any_order_and_value_count() {
+    let a = "title: a\nid: a\nname: rule_a\nlogsource:\n    product: macos\n    category: process_creation\ndetection:\n    sel:\n        Image|endswith: '/a'\n    condition: sel\n";
+    let b = "title: b\nid: b\nname: rule_b\nlogsource:\n    product: macos\n    category: process_creation\ndetection:\n    sel:\n        Image|endswith: '/b'\n    condition: sel\n";
+    let temporal = "title: a and b\nid: ab\ncorrelation:\n    type: temporal\n    rules: [rule_a, rule_b]\n    group-by: [host.id]\n    timespan: 10s\n";
+    let values = "title: three parents\nid: v3\ncorrelation:\n    type: value_count\n    rules: [rule_a]\n    group-by: [host.id]\n    timespan: 1m\n    condition:\n        gte: 3\n        field: ParentImage\n";
+    let files = [
+        ("a.yml", a),
+        ("b.yml", b),
+        ("t.yml", temporal),
+        ("v.yml", values),
+    ];
+    // b before a: the second order; then a from three parents, one twice.
+    let events = [
+        exec(1, "/x/b", &["b"], "/p/1"),
+        exec(2, "/x/a", &["a"], "/p/1"),
+        exec(3, "/x/a", &["a"], "/p/1"),
+        exec(4, "/x/a", &["a"], "/p/2"),
+        exec(30, "/x/a", &["a"], "/p/3"),
+    ];
+    let got = alerts(&files, &events);
+    let of = |id: &str| {
+        got.iter()
+            .filter(|(r, _)| r == id)
+            .map(|(_, t)| *t)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of("ab"), Vec::<i64>::new(), "{got:?}");
+    assert_eq!(of("ab/order-2"), [2], "{got:?}");
+    // The third distinct parent arrives at 30 s, within the minute.
+    assert_eq!(of("v3"), [30], "{got:?}");
+    // Two values only: no alert.
+    let got = alerts(&files, &events[..4]);
+    assert!(!got.iter().any(|(r, _)| r == "v3"), "{got:?}");
+}

@@ -18,9 +18,11 @@
 //!   correlation rule says the same.
 //! - Keyword detections (values without a field) match the process command
 //!   line, as a case-insensitive substring.
-//! - Correlation rules: `temporal_ordered` is a sequence, `event_count` with
-//!   `gte`/`gt` a sequence of one stage with `runs`; `temporal` (any order)
-//!   and `value_count` are refused with the reason.
+//! - Correlation rules: `temporal_ordered` is a sequence; `temporal` (any
+//!   order) one sequence per order of its rules (at most 3 rules);
+//!   `event_count` with `gte`/`gt` a sequence of one stage with `runs`;
+//!   `value_count` a sequence of N stages, each with a value of the field
+//!   no earlier stage had (`field != event0.field`, at most 20).
 //!
 //! Owns: reading Sigma YAML and writing the EQL. Must not touch: compiling
 //! or running it (`crate::query`, `crate::rules`).
@@ -82,6 +84,8 @@ pub struct Correlation {
     group_by: Vec<String>,
     timespan: String,
     runs: Option<u32>,
+    /// `value_count`: the field whose values must differ.
+    distinct: Option<String>,
     at: Mark,
 }
 
@@ -667,37 +671,46 @@ impl Translator<'_> {
                 message: "a correlation needs a `timespan`".into(),
             })?
             .to_string();
-        let runs = match kind.as_str() {
-            "temporal_ordered" => None,
-            "event_count" => {
-                let cond = c.get("condition").ok_or_else(|| SigmaError {
-                    at: c.at(),
-                    message: "an event_count correlation needs a `condition` (gte: N)".into(),
-                })?;
-                let n = |k: &str| cond.get(k).and_then(Node::scalar);
+        let count = |what: &str| -> Result<(u32, Option<String>), SigmaError> {
+            let cond = c.get("condition").ok_or_else(|| SigmaError {
+                at: c.at(),
+                message: format!("a {what} correlation needs a `condition` (gte: N)"),
+            })?;
+            let n = |k: &str| cond.get(k).and_then(Node::scalar);
+            let runs =
                 match (n("gte"), n("gt")) {
-                    (Some(Scalar::Int(n)), _) if n >= 1 => Some(n as u32),
-                    (_, Some(Scalar::Int(n))) if n >= 0 => Some(n as u32 + 1),
-                    _ => {
-                        return err(
-                            cond.at(),
-                            "vigil counts events upwards only: an event_count condition is `gte: N` or `gt: N`",
-                        )
-                    }
-                }
-            }
-            "temporal" => {
-                return err(
-                    c.at(),
-                    "`temporal` (the rules in any order) is not supported: vigil's sequences are ordered; write `temporal_ordered`",
-                )
-            }
+                    (Some(Scalar::Int(n)), _) if n >= 1 => n as u32,
+                    (_, Some(Scalar::Int(n))) if n >= 0 => n as u32 + 1,
+                    _ => return err(
+                        cond.at(),
+                        format!(
+                            "vigil counts upwards only: a {what} condition is `gte: N` or `gt: N`"
+                        ),
+                    ),
+                };
+            Ok((
+                runs,
+                cond.get("field").and_then(Node::text).map(str::to_string),
+            ))
+        };
+        let mut distinct = None;
+        let runs = match kind.as_str() {
+            "temporal_ordered" | "temporal" => None,
             "value_count" => {
-                return err(
-                    c.at(),
-                    "`value_count` (distinct values of a field) is not supported: vigil's sequences count events, not values",
-                )
+                let (runs, field) = count("value_count")?;
+                let Some(field) = field else {
+                    return err(c.at(), "a value_count condition names its `field`");
+                };
+                if runs > 20 {
+                    return err(
+                        c.at(),
+                        "vigil counts at most 20 distinct values in a window",
+                    );
+                }
+                distinct = Some(self.field(&field, c.at())?);
+                Some(runs)
             }
+            "event_count" => Some(count("event_count")?.0),
             other => return err(c.at(), format!("unknown correlation type `{other}`")),
         };
         if runs.is_some_and(|r| r > 100) {
@@ -709,6 +722,7 @@ impl Translator<'_> {
             group_by,
             timespan,
             runs,
+            distinct,
             at: c.at(),
         })
     }
@@ -1000,12 +1014,13 @@ fn glob_regex(pat: &str) -> regex::Regex {
 }
 
 /// The EQL of a correlation rule, once the rules it names are known (by
-/// `name` or `id`: their translated queries and logsource categories).
+/// `name` or `id`: their translated queries): one query, or for `temporal`
+/// one per order of its rules.
 pub fn correlation_query(
     c: &Correlation,
     rules: &dyn Fn(&str) -> Option<String>,
     taxonomy: &Taxonomy,
-) -> Result<String, SigmaError> {
+) -> Result<Vec<String>, SigmaError> {
     let mut stages = Vec::new();
     for (name, at) in &c.rules {
         let q = rules(name).ok_or_else(|| SigmaError {
@@ -1034,33 +1049,77 @@ pub fn correlation_query(
             format!("timespan {span:?} must be a number and s, m, h or d"),
         );
     }
-    let _ = &c.kind;
-    match c.runs {
-        Some(runs) => {
+    let head = format!("sequence{by} with maxspan={span}");
+    match (c.runs, &c.distinct) {
+        (Some(runs), None) => {
             let [q] = stages.as_slice() else {
                 return err(
                     c.at,
                     "an event_count correlation counts the events of one rule",
                 );
             };
-            Ok(format!(
-                "sequence{by} with maxspan={span} [{q}] with runs={runs}"
-            ))
+            Ok(vec![format!("{head} [{q}] with runs={runs}")])
         }
-        None => {
-            if stages.len() < 2 {
+        (Some(runs), Some(field)) => {
+            let [q] = stages.as_slice() else {
                 return err(
                     c.at,
-                    "a temporal_ordered correlation needs at least two rules",
+                    "a value_count correlation counts the values of one rule",
                 );
+            };
+            // Stage k needs a value no earlier stage had.
+            let bare = field.trim_start_matches('?');
+            let body: Vec<String> = (0..runs)
+                .map(|k| {
+                    let differs: Vec<String> = (0..k)
+                        .map(|j| format!(" and {field} != value{j}.{bare}"))
+                        .collect();
+                    format!("[{q}{}] as value{k}", differs.concat())
+                })
+                .collect();
+            Ok(vec![format!("{head} {}", body.join(" "))])
+        }
+        (None, _) => {
+            if stages.len() < 2 {
+                return err(c.at, "a temporal correlation needs at least two rules");
             }
-            let body: Vec<String> = stages.iter().map(|q| format!("[{q}]")).collect();
-            Ok(format!(
-                "sequence{by} with maxspan={span} {}",
-                body.join(" ")
-            ))
+            let orders: Vec<Vec<&String>> = if c.kind == "temporal" {
+                if stages.len() > 3 {
+                    return err(
+                        c.at,
+                        "a temporal correlation (any order) of more than 3 rules is not supported: each order is a sequence",
+                    );
+                }
+                permutations(&stages.iter().collect::<Vec<_>>())
+            } else {
+                vec![stages.iter().collect()]
+            };
+            Ok(orders
+                .into_iter()
+                .map(|order| {
+                    let body: Vec<String> = order.iter().map(|q| format!("[{q}]")).collect();
+                    format!("{head} {}", body.join(" "))
+                })
+                .collect())
         }
     }
+}
+
+/// Every order of `items` (the given order first).
+fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut out = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let first = rest.remove(i);
+        for mut p in permutations(&rest) {
+            p.insert(0, first.clone());
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
