@@ -465,3 +465,38 @@ fn control_socket_status_context_reload_and_bad_requests() {
     assert!(o.status.success());
     let _ = fs::remove_dir_all(dir.path().join("x"));
 }
+
+/// An agent that accepts on its socket but never answers (stuck): `vigil
+/// status` gives up after a few seconds and shows status.json, saying
+/// that it is the file and how old it is.
+#[test]
+fn status_of_a_stuck_agent_says_it_is_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let listener = std::os::unix::net::UnixListener::bind(state.join("vigil.sock")).unwrap();
+    // Holds the connections open without a word.
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in listener.incoming().take(1) {
+            conns.push(c);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        drop(conns);
+    });
+    fs::write(
+        state.join("status.json"),
+        r#"{"at":"2024-01-01T00:00:00Z","uptime_secs":1,"received":5,"dropped":0,"queue_depth":0,"processed":5,"spooled":5,"spool_errors":0,"alerts":0,"output_errors":0,"processes_tracked":0,"rules":[]}"#,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let o = vigil()
+        .args(["status", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("did not answer"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("processed        5"), "{}", stdout(&o));
+    held.join().unwrap();
+}

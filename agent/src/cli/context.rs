@@ -42,9 +42,18 @@ fn failure(answer: &Value) -> (String, ExitCode) {
 }
 
 /// The running agent's status, if one answers on the socket.
+/// How long `vigil status` waits for the running agent.
+pub const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub fn status_from_socket(state_dir: &Path) -> Option<StatusSnapshot> {
-    let answer =
-        crate::control::request(&socket_path(state_dir), &json!({"cmd": "status"})).ok()?;
+    // A busy or stuck agent must not hang `vigil status`: status.json is
+    // the answer then, said to be one.
+    let answer = crate::control::request_within(
+        &socket_path(state_dir),
+        &json!({"cmd": "status"}),
+        STATUS_TIMEOUT,
+    )
+    .ok()?;
     if answer["ok"] != true {
         return None;
     }

@@ -28,6 +28,19 @@ pub fn run(a: StatusArgs) -> Result<ExitCode> {
     })?;
     let snap: StatusSnapshot =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let socket = super::context::socket_path(&a.state_dir);
+    let age = dsl::time::parse_rfc3339(&snap.at)
+        .map(|at| (dsl::time::now_ns() - at) / 1_000_000_000)
+        .unwrap_or(-1);
+    if socket.exists() {
+        eprintln!(
+            "vigil: the agent did not answer on {} within {} s (busy or stuck); this is status.json, written {age} s ago",
+            socket.display(),
+            super::context::STATUS_TIMEOUT.as_secs()
+        );
+    } else {
+        eprintln!("vigil: no agent is running with this state dir; this is the status.json it left, written {age} s ago");
+    }
     if a.json {
         println!("{}", serde_json::to_string(&snap)?);
     } else {

@@ -589,8 +589,13 @@ impl Server {
 /// Client side: one request, one answer. `Err` only for transport problems;
 /// the agent's own errors come back as `{"ok":false,...}`.
 pub fn request(socket: &Path, req: &Value) -> std::io::Result<Value> {
+    request_within(socket, req, Duration::from_secs(120))
+}
+
+/// [`request`], waiting at most `timeout` for the answer.
+pub fn request_within(socket: &Path, req: &Value, timeout: Duration) -> std::io::Result<Value> {
     let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     writeln!(s, "{req}")?;
     let mut line = String::new();

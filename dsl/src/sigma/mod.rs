@@ -677,17 +677,18 @@ impl Translator<'_> {
                 message: format!("a {what} correlation needs a `condition` (gte: N)"),
             })?;
             let n = |k: &str| cond.get(k).and_then(Node::scalar);
-            let runs =
-                match (n("gte"), n("gt")) {
-                    (Some(Scalar::Int(n)), _) if n >= 1 => n as u32,
-                    (_, Some(Scalar::Int(n))) if n >= 0 => n as u32 + 1,
-                    _ => return err(
+            let runs = match (n("gte"), n("gt")) {
+                (Some(Scalar::Int(n)), _) if n >= 1 => n as u32,
+                (_, Some(Scalar::Int(n))) if n >= 0 => n as u32 + 1,
+                _ => {
+                    return err(
                         cond.at(),
                         format!(
                             "vigil counts upwards only: a {what} condition is `gte: N` or `gt: N`"
                         ),
-                    ),
-                };
+                    )
+                }
+            };
             Ok((
                 runs,
                 cond.get("field").and_then(Node::text).map(str::to_string),
