@@ -272,6 +272,9 @@ struct Modifiers {
     cased: bool,
     exists: bool,
     windash: bool,
+    /// `windash` written before `base64`/`base64offset`: the dashes are
+    /// varied before encoding (modifiers apply left to right).
+    windash_first: bool,
     base64: bool,
     base64offset: bool,
     utf16: Option<&'static str>,
@@ -438,7 +441,10 @@ impl Translator<'_> {
                 "cidr" => m.cidr = true,
                 "cased" => m.cased = true,
                 "exists" => m.exists = true,
-                "windash" => m.windash = true,
+                "windash" => {
+                    m.windash = true;
+                    m.windash_first = !(m.base64 || m.base64offset);
+                }
                 "base64" => m.base64 = true,
                 "base64offset" => m.base64offset = true,
                 "utf16le" | "wide" => m.utf16 = Some("le"),
@@ -610,23 +616,45 @@ impl Translator<'_> {
                 Err(_) => err(v.at(), format!("`{bare}` is a number, not {text:?}")),
             };
         }
-        // The literal values: as written, or encoded.
+        // The literal values: as written, or encoded (with the dashes
+        // varied before or after, as the modifiers are written).
         let mut values: Vec<Vec<Piece>> = if m.base64 || m.base64offset {
-            let bytes = encode_utf16(&text, m.utf16);
-            if m.base64 {
-                vec![vec![Piece::Text(
-                    base64::engine::general_purpose::STANDARD.encode(&bytes),
-                )]]
-            } else {
-                base64_offsets(&bytes)
+            let texts: Vec<String> = if m.windash && m.windash_first {
+                windash(vec![Piece::Text(text.clone())])
                     .into_iter()
-                    .map(|s| vec![Piece::Text(s)])
+                    .map(|p| {
+                        p.into_iter()
+                            .map(|x| match x {
+                                Piece::Text(t) => t,
+                                Piece::Star => "*".into(),
+                                Piece::One => "?".into(),
+                            })
+                            .collect()
+                    })
                     .collect()
+            } else {
+                vec![text.clone()]
+            };
+            let mut encoded = Vec::new();
+            for t in texts {
+                let bytes = encode_utf16(&t, m.utf16);
+                if m.base64 {
+                    encoded.push(vec![Piece::Text(
+                        base64::engine::general_purpose::STANDARD.encode(&bytes),
+                    )]);
+                } else {
+                    encoded.extend(
+                        base64_offsets(&bytes)
+                            .into_iter()
+                            .map(|s| vec![Piece::Text(s)]),
+                    );
+                }
             }
+            encoded
         } else {
             vec![pieces(&text)]
         };
-        if m.windash {
+        if m.windash && !((m.base64 || m.base64offset) && m.windash_first) {
             values = values.into_iter().flat_map(windash).collect();
         }
         Ok(values

@@ -113,3 +113,13 @@ fn tags_give_mitre_ids() {
     assert_eq!(mitre_id("attack.execution").as_deref(), Some("TA0002"));
     assert_eq!(mitre_id("cve.2021-1234"), None);
 }
+
+#[test]
+fn modifiers_apply_left_to_right() {
+    // Dashes varied, then each variant encoded: 5 × 3 alignments.
+    let q = rule("  sel:\n    CommandLine|windash|base64offset|contains: ' -e '\n  condition: sel");
+    assert_eq!(q.matches("process.command_line : ").count(), 15, "{q}");
+    // Encoded first: the base64 text has no dash to vary.
+    let q = rule("  sel:\n    CommandLine|base64offset|windash|contains: ' -e '\n  condition: sel");
+    assert_eq!(q.matches("process.command_line : ").count(), 3, "{q}");
+}
