@@ -138,6 +138,10 @@ pub struct SourceSection {
     pub replay_files: Vec<PathBuf>,
     /// Replay at the recorded pace instead of as fast as possible.
     pub replay_pace: bool,
+    /// Environment variables exec events keep as `process.env_vars`
+    /// (`NAME=value`): names, or prefixes ending in `*`. The rest of an
+    /// environment (tokens, keys) is never stored.
+    pub env_vars: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -271,6 +275,10 @@ impl Default for SourceSection {
             synthetic_plant: crate::sources::synthetic::Plant::Installer,
             replay_files: Vec::new(),
             replay_pace: false,
+            env_vars: crate::sources::es::mapping::DEFAULT_ENV_VARS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }

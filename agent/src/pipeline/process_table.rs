@@ -226,7 +226,40 @@ impl ProcessTable {
         }
     }
 
+    /// Names the responsible process a source gave by id only
+    /// (`process.Ext.effective_parent.entity_id`, from ES).
+    fn fill_effective_parent(&self, e: &mut Event) {
+        use dsl::event::ExtraValue;
+        if e.extra.is_empty()
+            || e.extra
+                .get("process.Ext.effective_parent.executable")
+                .is_some()
+        {
+            return;
+        }
+        let Some(ExtraValue::Str(id)) = e.extra.get("process.Ext.effective_parent.entity_id")
+        else {
+            return;
+        };
+        let Some(info) = self.by_entity.get(id.as_str()).cloned() else {
+            return;
+        };
+        if let Some(exe) = &info.executable {
+            e.extra.insert(
+                "process.Ext.effective_parent.executable",
+                ExtraValue::Str(exe.clone()),
+            );
+        }
+        if let Some(name) = &info.name {
+            e.extra.insert(
+                "process.Ext.effective_parent.name",
+                ExtraValue::Str(name.clone()),
+            );
+        }
+    }
+
     fn fill(&self, e: &mut Event) {
+        self.fill_effective_parent(e);
         let Some(pid) = e.process.pid else { return };
         let Some(me) = self.live.get(&pid) else {
             return;

@@ -95,8 +95,8 @@ pub fn start(cfg: &Config, ctx: SourceContext) -> Result<Box<dyn Source>, Source
             source: e.into(),
         }),
         SourceKind::Linux => start_linux(cfg, ctx),
-        SourceKind::EndpointSecurity => start_endpoint_security(ctx),
-        SourceKind::Eslogger => start_eslogger(ctx),
+        SourceKind::EndpointSecurity => start_endpoint_security(cfg, ctx),
+        SourceKind::Eslogger => start_eslogger(cfg, ctx),
     }
 }
 
@@ -158,6 +158,7 @@ fn start_linux(cfg: &Config, ctx: SourceContext) -> Result<Box<dyn Source>, Sour
         .cloned()
         .collect();
     lc.socket_poll_interval = std::time::Duration::from_millis(cfg.source.socket_poll_ms);
+    lc.env_vars = cfg.source.env_vars.clone();
     let tx = ctx.queue;
     match LinuxSource::start(lc, Arc::new(move |e| tx.push(e))) {
         Ok(s) => Ok(Box::new(s)),
@@ -177,9 +178,16 @@ fn start_linux(_cfg: &Config, _ctx: SourceContext) -> Result<Box<dyn Source>, So
 
 /// The in-process Endpoint Security client.
 #[cfg(target_os = "macos")]
-fn start_endpoint_security(ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
+fn start_endpoint_security(
+    cfg: &Config,
+    ctx: SourceContext,
+) -> Result<Box<dyn Source>, SourceError> {
     use es::live::{EsSource, EsSourceConfig};
-    match EsSource::start(EsSourceConfig::new(&ctx.host_id), ctx.queue) {
+    let es = EsSourceConfig {
+        env_vars: cfg.source.env_vars.clone(),
+        ..EsSourceConfig::new(&ctx.host_id)
+    };
+    match EsSource::start(es, ctx.queue) {
         Ok(s) => Ok(Box::new(s)),
         Err(e) => Err(SourceError::Start {
             what: "Endpoint Security client",
@@ -189,7 +197,10 @@ fn start_endpoint_security(ctx: SourceContext) -> Result<Box<dyn Source>, Source
 }
 
 #[cfg(not(target_os = "macos"))]
-fn start_endpoint_security(_ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
+fn start_endpoint_security(
+    _cfg: &Config,
+    _ctx: SourceContext,
+) -> Result<Box<dyn Source>, SourceError> {
     Err(SourceError::Unsupported(
         "source.kind = \"endpoint_security\" only runs on macOS",
     ))
@@ -198,7 +209,7 @@ fn start_endpoint_security(_ctx: SourceContext) -> Result<Box<dyn Source>, Sourc
 /// eslogger exists only on macOS 13+; when it exits the agent stops (its
 /// LaunchDaemon restarts it).
 #[cfg(target_os = "macos")]
-fn start_eslogger(ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
+fn start_eslogger(cfg: &Config, ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
     use es::eslogger::{start_eslogger, EsloggerCommand};
     use es::mapping::MapContext;
     let host_name = sysinfo::System::host_name();
@@ -207,7 +218,8 @@ fn start_eslogger(ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
         host_name.as_deref(),
         sysinfo::System::os_version().as_deref(),
         None,
-    );
+    )
+    .with_env_vars(&cfg.source.env_vars);
     match start_eslogger(&EsloggerCommand::default(), map, ctx.queue, ctx.stop) {
         Ok(s) => Ok(Box::new(s)),
         Err(e) => Err(SourceError::Start {
@@ -218,7 +230,7 @@ fn start_eslogger(ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
 }
 
 #[cfg(not(target_os = "macos"))]
-fn start_eslogger(_ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
+fn start_eslogger(_cfg: &Config, _ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
     Err(SourceError::Unsupported(
         "source.kind = \"eslogger\" needs macOS 13+ (/usr/bin/eslogger); elsewhere, replay its output with `vigil replay --format eslogger FILE`",
     ))

@@ -86,6 +86,8 @@ struct RawProcess {
     ppid: Option<i32>,
     #[serde(default)]
     parent_audit_token: Option<RawToken>,
+    #[serde(default)]
+    responsible_audit_token: Option<RawToken>,
     executable: RawFile,
     #[serde(default)]
     signing_id: Option<String>,
@@ -105,6 +107,7 @@ impl RawProcess {
             token: self.audit_token.0,
             ppid: self.ppid.unwrap_or(0),
             parent_token: self.parent_audit_token.map(|t| t.0),
+            responsible_token: self.responsible_audit_token.map(|t| t.0),
             executable: self.executable.path,
             signing_id: self.signing_id,
             team_id: self.team_id,
@@ -253,6 +256,8 @@ struct RawExec {
     args: Vec<String>,
     #[serde(default)]
     cwd: Option<RawFile>,
+    #[serde(default)]
+    env: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -398,6 +403,7 @@ impl RawMessage {
                     target: x.target.into_process(),
                     args: x.args,
                     cwd: x.cwd.map(|c| c.path),
+                    env: x.env,
                 }
             }
             11 => EsEvent::Fork {
@@ -884,9 +890,16 @@ mod tests {
         assert_eq!(m.process.token.pid, 300);
         assert_eq!(m.process.token.pidversion, 20);
         assert_eq!(m.process.token.auid, 501);
-        let EsEvent::Exec { target, args, cwd } = &m.event else {
+        let EsEvent::Exec {
+            target,
+            args,
+            cwd,
+            env,
+        } = &m.event
+        else {
             panic!("{m:?}")
         };
+        assert_eq!(env, &["A=b".to_string()]);
         assert_eq!(target.executable, "/usr/bin/curl");
         assert_eq!(args[2], "http://example.com/x");
         assert_eq!(cwd.as_deref(), Some("/private/tmp"));

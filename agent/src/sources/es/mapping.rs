@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dsl::event::{
-    Category, CodeSignature, Endpoint, EventInfo, EventType, File, Hash, Host, Network, Os,
-    Process, Text, User,
+    Category, CodeSignature, Endpoint, EventInfo, EventType, ExtraValue, File, Hash, Host, Network,
+    Os, Process, Text, User,
 };
 use dsl::text::TextCache;
 use dsl::Event;
@@ -63,6 +63,10 @@ pub struct EsProcess {
     pub ppid: i32,
     /// Message version 4+ (macOS 11); absent in older messages.
     pub parent_token: Option<AuditToken>,
+    /// The process responsible for this one (message version 4+): the app
+    /// behind an XPC helper, the terminal behind a shell's child. ES gives
+    /// the process itself when there is none.
+    pub responsible_token: Option<AuditToken>,
     pub executable: String,
     pub signing_id: Option<String>,
     pub team_id: Option<String>,
@@ -88,6 +92,9 @@ pub enum EsEvent {
         target: EsProcess,
         args: Vec<String>,
         cwd: Option<String>,
+        /// The new image's environment (`NAME=value`); mapped through the
+        /// context's allow-list only.
+        env: Vec<String>,
     },
     Fork {
         child: EsProcess,
@@ -187,6 +194,42 @@ pub struct MapContext {
     /// of this context. Behind a lock rather than per thread because ES
     /// calls its handler on whichever dispatch thread is free.
     texts: Arc<Mutex<TextCache>>,
+    /// Environment variables an exec event keeps (`process.env_vars`):
+    /// names, or prefixes ending in `*`.
+    env_allow: Arc<[String]>,
+}
+
+/// The environment variables kept by default: library injection, runtime
+/// flags that turn an app into a script host, proxies.
+pub const DEFAULT_ENV_VARS: [&str; 13] = [
+    "DYLD_*",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "ELECTRON_RUN_AS_NODE",
+    "NODE_OPTIONS",
+    "PYTHONPATH",
+    "PERL5OPT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
+
+/// The entries of `env` (`NAME=value`) whose name `allow` lists (names,
+/// or prefixes ending in `*`), in order.
+pub fn allowed_env(allow: &[String], env: Vec<String>) -> Vec<Text> {
+    env.into_iter()
+        .filter(|kv| {
+            let name = kv.split_once('=').map_or(kv.as_str(), |(n, _)| n);
+            allow.iter().any(|a| match a.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == a,
+            })
+        })
+        .map(Text::from)
+        .collect()
 }
 
 impl MapContext {
@@ -215,7 +258,20 @@ impl MapContext {
             .leaked(),
             entity_prefix,
             texts: Arc::new(Mutex::new(TextCache::new(SHARED_TEXTS))),
+            env_allow: DEFAULT_ENV_VARS.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// Keeps these environment variables (names, or prefixes ending in
+    /// `*`) instead of [`DEFAULT_ENV_VARS`].
+    pub fn with_env_vars(mut self, names: &[String]) -> MapContext {
+        self.env_allow = names.iter().cloned().collect();
+        self
+    }
+
+    /// The allowed `NAME=value` entries of an environment.
+    fn allowed_env(&self, env: Vec<String>) -> Vec<Text> {
+        allowed_env(&self.env_allow, env)
     }
 
     /// The shared strings, for one event's worth of lookups.
@@ -261,9 +317,19 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
         ..Event::default()
     };
     match event {
-        EsEvent::Exec { target, args, cwd } => {
+        EsEvent::Exec {
+            target,
+            args,
+            cwd,
+            env,
+        } => {
             info(&mut e, Category::Process, vec![EventType::Start], "exec");
             e.user = user_of(&target, ctx);
+            effective_parent(&mut e, &target, ctx);
+            let env = ctx.allowed_env(env);
+            if !env.is_empty() {
+                e.extra.insert("process.env_vars", ExtraValue::List(env));
+            }
             let mut p = process_of(target, ctx);
             if !args.is_empty() {
                 p.command_line = Some(args.join(" ").into());
@@ -275,6 +341,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
         EsEvent::Fork { child } => {
             info(&mut e, Category::Process, vec![EventType::Start], "fork");
             e.user = user_of(&child, ctx);
+            effective_parent(&mut e, &child, ctx);
             let mut p = process_of(child, ctx);
             // The forking process is the parent, and ES gives all of it.
             p.parent = Some(Arc::new(Process {
@@ -286,6 +353,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
         EsEvent::Exit { stat } => {
             info(&mut e, Category::Process, vec![EventType::End], "exit");
             e.user = user_of(&process, ctx);
+            effective_parent(&mut e, &process, ctx);
             e.process = process_of(process, ctx);
             e.process.exit_code = Some(exit_code_from_status(stat));
         }
@@ -476,6 +544,26 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
     Ok(e)
 }
 
+/// `process.Ext.effective_parent.{pid, entity_id}` (Elastic Defend's
+/// names) from ES's responsible process, when it is another process; the
+/// [`ProcessCache`] names its executable.
+fn effective_parent(e: &mut Event, p: &EsProcess, ctx: &MapContext) {
+    let Some(r) = p.responsible_token else {
+        return;
+    };
+    if (r.pid, r.pidversion) == (p.token.pid, p.token.pidversion) {
+        return;
+    }
+    e.extra.insert(
+        "process.Ext.effective_parent.pid",
+        ExtraValue::Int(i64::from(r.pid)),
+    );
+    e.extra.insert(
+        "process.Ext.effective_parent.entity_id",
+        ExtraValue::Str(ctx.entity_id(&r).into()),
+    );
+}
+
 fn info(e: &mut Event, category: Category, types: Vec<EventType>, action: &'static str) {
     e.event = EventInfo {
         category,
@@ -510,6 +598,7 @@ fn file_event(
 ) {
     info(e, Category::File, vec![ty], action);
     e.user = user_of(&process, ctx);
+    effective_parent(e, &process, ctx);
     e.process = process_of(process, ctx);
     e.file = Some(File::from_path(&path));
 }
@@ -859,6 +948,7 @@ impl ProcessCache {
     /// known under the same pidversion (or by pid alone when the event has
     /// no parent token).
     pub fn enrich(&self, e: &mut Event) {
+        self.enrich_effective_parent(e);
         // Read through the shared form; copied (if shared) only to change.
         let Some(shared) = e.process.parent.as_mut() else {
             return;
@@ -886,6 +976,38 @@ impl ProcessCache {
         if !c.args.is_empty() {
             parent.command_line = Some(c.args.join(" ").into());
             parent.args = c.args.iter().map(|a| Text::from(a.as_str())).collect();
+        }
+    }
+
+    /// Names the responsible process (`process.Ext.effective_parent.*`)
+    /// when it is known under the same pidversion.
+    pub fn enrich_effective_parent(&self, e: &mut Event) {
+        let Some(ExtraValue::Int(pid)) = e.extra.get("process.Ext.effective_parent.pid") else {
+            return;
+        };
+        if e.extra
+            .get("process.Ext.effective_parent.executable")
+            .is_some()
+        {
+            return;
+        }
+        let Some(c) = i32::try_from(*pid).ok().and_then(|p| self.by_pid.get(&p)) else {
+            return;
+        };
+        let same_image = match e.extra.get("process.Ext.effective_parent.entity_id") {
+            Some(ExtraValue::Str(id)) => id.ends_with(&format!("-{pid}-{}", c.pidversion)),
+            _ => true,
+        };
+        if same_image {
+            let (exe, name) = (c.executable.as_str(), basename(&c.executable));
+            e.extra.insert(
+                "process.Ext.effective_parent.executable",
+                ExtraValue::Str(exe.into()),
+            );
+            e.extra.insert(
+                "process.Ext.effective_parent.name",
+                ExtraValue::Str(name.into()),
+            );
         }
     }
 
@@ -1046,6 +1168,7 @@ mod tests {
                 target: proc_(200, 11, "/bin/sh", Some((100, 5))),
                 args: vec!["/bin/sh".into(), "-c".into(), "curl http://x".into()],
                 cwd: Some("/tmp".into()),
+                env: Vec::new(),
             },
             9,
         );
@@ -1284,6 +1407,7 @@ mod tests {
                 target: proc_(200, 11, "/bin/sh", Some((100, 5))),
                 args: vec!["sh".into(), "postinstall".into()],
                 cwd: None,
+                env: Vec::new(),
             },
             9,
         );
@@ -1302,6 +1426,7 @@ mod tests {
                 target: proc_(300, 21, "/usr/bin/curl", Some((200, 11))),
                 args: vec!["curl".into()],
                 cwd: None,
+                env: Vec::new(),
             },
             9,
         );
@@ -1349,5 +1474,76 @@ mod tests {
         let e = network_event(&c(5), Process::default(), &ctx(), 7);
         assert_eq!(e.event.types, [EventType::Start, EventType::Connection]);
         assert_eq!(e.destination.unwrap().port, Some(443));
+    }
+
+    #[test]
+    fn responsible_process_and_allowed_environment() {
+        let mut target = proc_(300, 21, "/usr/bin/curl", Some((200, 11)));
+        // Slack (pid 77) is responsible for the shell's child.
+        target.responsible_token = Some(token(77, 3));
+        let exec = msg(
+            proc_(300, 20, "/bin/sh", Some((200, 11))),
+            EsEvent::Exec {
+                target,
+                args: vec!["curl".into()],
+                cwd: None,
+                env: vec![
+                    "HOME=/Users/a".into(),
+                    "DYLD_INSERT_LIBRARIES=/tmp/x.dylib".into(),
+                    "AWS_SECRET_ACCESS_KEY=abc".into(),
+                    "NODE_OPTIONS=--require /tmp/x.js".into(),
+                ],
+            },
+            9,
+        );
+        let mut cache = ProcessCache::default();
+        let slack = msg(
+            proc_(77, 3, "/Applications/Slack.app/Contents/MacOS/Slack", None),
+            EsEvent::Exit { stat: 0 },
+            15,
+        );
+        cache.observe(&slack);
+        cache.observe(&exec);
+        let mut e = to_event(exec, &ctx()).unwrap();
+        cache.enrich(&mut e);
+        let get = |k: &str| e.extra.get(k).cloned();
+        assert_eq!(
+            get("process.Ext.effective_parent.pid"),
+            Some(ExtraValue::Int(77))
+        );
+        assert_eq!(
+            get("process.Ext.effective_parent.entity_id"),
+            Some(ExtraValue::Str(ctx().entity_id(&token(77, 3)).into()))
+        );
+        assert_eq!(
+            get("process.Ext.effective_parent.name"),
+            Some(ExtraValue::Str("Slack".into()))
+        );
+        // Only the allowed variables; a secret never reaches the event.
+        assert_eq!(
+            get("process.env_vars"),
+            Some(ExtraValue::List(vec![
+                "DYLD_INSERT_LIBRARIES=/tmp/x.dylib".into(),
+                "NODE_OPTIONS=--require /tmp/x.js".into()
+            ]))
+        );
+        // A process responsible for itself has no effective parent.
+        let mut own = proc_(400, 1, "/bin/zsh", Some((1, 1)));
+        own.responsible_token = Some(token(400, 1));
+        let e = to_event(
+            msg(
+                own.clone(),
+                EsEvent::Exec {
+                    target: own,
+                    args: vec![],
+                    cwd: None,
+                    env: vec![],
+                },
+                9,
+            ),
+            &ctx(),
+        )
+        .unwrap();
+        assert!(e.extra.is_empty(), "{:?}", e.extra);
     }
 }

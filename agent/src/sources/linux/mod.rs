@@ -74,6 +74,9 @@ pub struct LinuxSourceConfig {
     /// Poll the TCP tables shortly (20 ms) after every exec, besides the
     /// periodic polls, to catch a new program's first connection.
     pub poll_sockets_on_exec: bool,
+    /// Environment variables exec events keep (`process.env_vars`), read
+    /// from `/proc/<pid>/environ`: names, or prefixes ending in `*`.
+    pub env_vars: Vec<String>,
 }
 
 impl LinuxSourceConfig {
@@ -93,6 +96,10 @@ impl LinuxSourceConfig {
             fanotify_mark: FanotifyMark::Mount,
             socket_poll_interval: Duration::from_millis(200),
             poll_sockets_on_exec: true,
+            env_vars: crate::sources::es::mapping::DEFAULT_ENV_VARS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 
@@ -215,6 +222,8 @@ pub(crate) struct Shared {
     /// The images fanotify saw each pid open for exec, for exec events whose
     /// process was gone before `/proc` could be read.
     exec_images: Mutex<ExecImages>,
+    /// See [`LinuxSourceConfig::env_vars`].
+    pub env_vars: Vec<String>,
     /// Whether the process connector is running (and so the table current).
     pub tracking: AtomicBool,
     pub own_pid: u32,
@@ -336,6 +345,7 @@ impl Shared {
             .leaked(),
             table: Mutex::new(ProcessTable::new(&cfg.host_id, &boot_id)),
             exec_images: Mutex::new(ExecImages::default()),
+            env_vars: cfg.env_vars.clone(),
             host_id: cfg.host_id.clone(),
             boot_id,
             push,

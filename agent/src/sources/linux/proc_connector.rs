@@ -622,6 +622,8 @@ impl Handler {
     /// `info`: what `/proc` showed, `None` when superseded by a later exec.
     fn exec(&self, pid: u32, info: Option<ProcInfo>) {
         let sh = &self.shared;
+        // /proc still shows this image: its environment is this exec's.
+        let current = info.as_ref().is_some_and(ProcInfo::complete);
         let info = match info {
             Some(info) if info.complete() => {
                 sh.exec_read_whole(pid, info.exe.as_deref().unwrap_or_default());
@@ -677,6 +679,14 @@ impl Handler {
             p.parent = Some(Arc::new(Shared::parent_process(ppid, view.as_ref())));
         }
         ev.user.id = attrs.uid.map(|u| u.to_string().into());
+        if current && !sh.env_vars.is_empty() {
+            let env =
+                crate::sources::es::mapping::allowed_env(&sh.env_vars, procfs::read_environ(pid));
+            if !env.is_empty() {
+                ev.extra
+                    .insert("process.env_vars", dsl::event::ExtraValue::List(env));
+            }
+        }
         sh.emit(&sh.counters.process, ev);
         if let Some(s) = &self.sockets {
             s.nudge();

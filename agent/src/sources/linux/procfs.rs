@@ -101,6 +101,19 @@ pub(crate) fn read_link(path: &str) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// `/proc/<pid>/environ` as `NAME=value` entries (empty if unreadable).
+pub(crate) fn read_environ(pid: u32) -> Vec<String> {
+    std::fs::read(proc_file(pid, "environ"))
+        .map(|bytes| {
+            bytes
+                .split(|&b| b == 0)
+                .filter(|e| !e.is_empty())
+                .map(|e| String::from_utf8_lossy(e).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub(crate) fn read_exe(pid: u32) -> Option<String> {
     read_link(&proc_file(pid, "exe"))
 }

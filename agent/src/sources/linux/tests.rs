@@ -541,6 +541,44 @@ fn source_thread_ticks() -> u64 {
     total
 }
 
+/// Exec events keep the allowed environment variables, read from
+/// `/proc/<pid>/environ`, and nothing else of the environment.
+#[test]
+fn exec_events_keep_allowed_environment_variables() {
+    if !root_or_skip("exec_events_keep_allowed_environment_variables") {
+        return;
+    }
+    let (coll, push) = collector(|e| e.event.category == Category::Process && action(e) == "exec");
+    let cfg = LinuxSourceConfig {
+        network_events: false,
+        file_events: false,
+        ..config()
+    };
+    let mut src = LinuxSource::start(cfg, push).expect("start");
+    let mut child = Command::new("/bin/sleep")
+        .arg("0.3")
+        .env("NODE_OPTIONS", "--require /tmp/evil.js")
+        .env("ELECTRON_RUN_AS_NODE", "1")
+        .env("AWS_SECRET_ACCESS_KEY", "never-stored")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let got = coll.wait_for(Instant::now() + WAIT, |e| e.process.pid == Some(pid));
+    child.wait().unwrap();
+    src.stop();
+    let (_, e) = got.expect("the exec event");
+    let Some(dsl::event::ExtraValue::List(env)) = e.extra.get("process.env_vars") else {
+        panic!("no process.env_vars: {e:?}");
+    };
+    let env: Vec<&str> = env.iter().map(|t| t.as_str()).collect();
+    assert!(
+        env.contains(&"NODE_OPTIONS=--require /tmp/evil.js"),
+        "{env:?}"
+    );
+    assert!(env.contains(&"ELECTRON_RUN_AS_NODE=1"), "{env:?}");
+    assert!(!env.iter().any(|v| v.contains("AWS_SECRET")), "{env:?}");
+}
+
 /// Short-lived processes keep their identity: an exec whose process is gone
 /// before `/proc` can be read takes its executable (and name) from the
 /// image fanotify saw it open for exec (16 % of 5,000 `/bin/true` runs had

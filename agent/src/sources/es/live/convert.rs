@@ -62,6 +62,7 @@ pub(crate) fn process(p: &Process<'_>) -> EsProcess {
         token: token(&p.audit_token()),
         ppid: p.ppid(),
         parent_token: p.parent_audit_token().map(|t| token(&t)),
+        responsible_token: p.responsible_audit_token().map(|t| token(&t)),
         executable: path(&p.executable()),
         signing_id: opt_text(p.signing_id()),
         team_id: opt_text(p.team_id()),
@@ -96,6 +97,7 @@ fn event(ev: &EsEv<'_>) -> EsEvent {
             target: process(&x.target()),
             args: x.args().map(text).collect(),
             cwd: x.cwd().map(|c| path(&c)),
+            env: x.envs().map(text).collect(),
         },
         EsEv::NotifyFork(x) => EsEvent::Fork {
             child: process(&x.child()),

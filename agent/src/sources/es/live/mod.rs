@@ -38,6 +38,8 @@ pub struct EsSourceConfig {
     pub subscribe_write: bool,
     /// Socket polling for network events; `None` turns it off.
     pub sockets: Option<PollerConfig>,
+    /// Environment variables exec events keep (`process.env_vars`).
+    pub env_vars: Vec<String>,
 }
 
 impl EsSourceConfig {
@@ -46,6 +48,10 @@ impl EsSourceConfig {
             host_id: host_id.into(),
             subscribe_write: false,
             sockets: Some(PollerConfig::default()),
+            env_vars: crate::sources::es::mapping::DEFAULT_ENV_VARS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -206,7 +212,8 @@ impl EsSource {
             host_name.as_deref(),
             os_text.as_deref(),
             boot.as_deref(),
-        );
+        )
+        .with_env_vars(&cfg.env_vars);
 
         let counters = Arc::new(EsSourceCounters::default());
         let stop = Arc::new(AtomicBool::new(false));
