@@ -548,6 +548,15 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
 /// names) from ES's responsible process, when it is another process; the
 /// [`ProcessCache`] names its executable.
 fn effective_parent(e: &mut Event, p: &EsProcess, ctx: &MapContext) {
+    // Signed at all (ad hoc too), as Elastic Defend's `exists`: the
+    // kernel's flag, where a signing id alone would also name ad hoc
+    // signatures of modified code.
+    if p.codesigning_flags != 0 {
+        e.extra.insert(
+            "process.code_signature.exists",
+            ExtraValue::Bool(p.codesigning_flags & CS_SIGNED != 0),
+        );
+    }
     let Some(r) = p.responsible_token else {
         return;
     };
@@ -670,6 +679,8 @@ pub fn process_of(p: EsProcess, ctx: &MapContext) -> Process {
 
 /// `CS_VALID` from `<kern/cs_blobs.h>`.
 pub const CS_VALID: u32 = 0x0000_0001;
+/// `CS_SIGNED` (xnu `cs_blobs.h`): the code carries a signature.
+pub const CS_SIGNED: u32 = 0x2000_0000;
 
 /// ES says whether the signature is valid, not who signed it. vigil calls a
 /// process trusted when its signature is valid and it is Apple's or has a
@@ -1527,9 +1538,11 @@ mod tests {
                 "NODE_OPTIONS=--require /tmp/x.js".into()
             ]))
         );
-        // A process responsible for itself has no effective parent.
+        // A process responsible for itself has no effective parent; the
+        // kernel's CS_SIGNED says it is signed.
         let mut own = proc_(400, 1, "/bin/zsh", Some((1, 1)));
         own.responsible_token = Some(token(400, 1));
+        own.codesigning_flags = CS_VALID | CS_SIGNED;
         let e = to_event(
             msg(
                 own.clone(),
@@ -1544,6 +1557,11 @@ mod tests {
             &ctx(),
         )
         .unwrap();
-        assert!(e.extra.is_empty(), "{:?}", e.extra);
+        let keys: Vec<&str> = e.extra.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["process.code_signature.exists"]);
+        assert_eq!(
+            e.extra.get("process.code_signature.exists"),
+            Some(&ExtraValue::Bool(true))
+        );
     }
 }
