@@ -367,8 +367,8 @@ fn chain_file_events_carry_paths() {
     assert_eq!(
         files,
         [
-            ("create", "/private/tmp/.agent"),
-            ("close", "/private/tmp/.agent")
+            ("creation", "/private/tmp/.agent"),
+            ("modification", "/private/tmp/.agent")
         ]
     );
 }

@@ -358,16 +358,28 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             e.process.exit_code = Some(exit_code_from_status(stat));
         }
         EsEvent::Create { path } => {
-            file_event(&mut e, process, ctx, EventType::Creation, "create", path)
+            file_event(&mut e, process, ctx, EventType::Creation, "creation", path)
         }
-        EsEvent::Write { path } => {
-            file_event(&mut e, process, ctx, EventType::Change, "write", path)
-        }
+        EsEvent::Write { path } => file_event(
+            &mut e,
+            process,
+            ctx,
+            EventType::Change,
+            "modification",
+            path,
+        ),
         EsEvent::Close { path, modified } => {
             if !modified {
                 return Err(Skip::CloseUnmodified);
             }
-            file_event(&mut e, process, ctx, EventType::Change, "close", path)
+            file_event(
+                &mut e,
+                process,
+                ctx,
+                EventType::Change,
+                "modification",
+                path,
+            )
         }
         EsEvent::Rename {
             source,
@@ -388,7 +400,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             }
         }
         EsEvent::Unlink { path } => {
-            file_event(&mut e, process, ctx, EventType::Deletion, "unlink", path)
+            file_event(&mut e, process, ctx, EventType::Deletion, "deletion", path)
         }
         EsEvent::UipcConnect { path, .. } => {
             // No `start` type on purpose: rules written for IP flows

@@ -74,7 +74,7 @@ pub(crate) fn parse_events(buf: &[u8]) -> (Vec<FanRecord>, bool) {
 pub(crate) fn actions(mask: u64) -> impl Iterator<Item = (EventType, &'static str)> {
     [
         (libc::FAN_OPEN_EXEC, EventType::Access, "open_exec"),
-        (libc::FAN_CLOSE_WRITE, EventType::Change, "write"),
+        (libc::FAN_CLOSE_WRITE, EventType::Change, "modification"),
     ]
     .into_iter()
     .filter(move |(bit, _, _)| mask & bit != 0)
@@ -290,7 +290,7 @@ mod tests {
             acts,
             [
                 (EventType::Access, "open_exec"),
-                (EventType::Change, "write")
+                (EventType::Change, "modification")
             ]
         );
         assert_eq!(actions(libc::FAN_Q_OVERFLOW).count(), 0);

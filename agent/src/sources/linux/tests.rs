@@ -244,7 +244,7 @@ fn process_and_file_events_from_a_real_process_tree() {
     // The close-write of the redirect target, by the echo child.
     let (t_file, write) = coll
         .wait_for(deadline, |e| {
-            action(e) == "write"
+            action(e) == "modification"
                 && e.file.as_ref().and_then(|f| f.path.as_deref()) == Some(&out_str)
         })
         .unwrap_or_else(|| panic!("no write event for {out_str}: {:#?}", coll.all()));

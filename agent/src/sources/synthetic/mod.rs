@@ -445,9 +445,9 @@ impl Synthetic {
                 let name = self.rng.gen_range(0..FILE_NAMES.len());
                 let p = self.process_of(idx);
                 let (t, action) = if self.rng.gen_bool(0.2) {
-                    (EventType::Creation, "create")
+                    (EventType::Creation, "creation")
                 } else {
-                    (EventType::Change, "write")
+                    (EventType::Change, "modification")
                 };
                 let mut e = self.base(Category::File, vec![t], action, p);
                 e.file = Some(files()[dir * FILE_NAMES.len() + name].clone());
@@ -717,7 +717,12 @@ impl Synthetic {
     }
 
     fn write_file(&mut self, process: Process, path: &str) {
-        let mut e = self.base(Category::File, vec![EventType::Creation], "create", process);
+        let mut e = self.base(
+            Category::File,
+            vec![EventType::Creation],
+            "creation",
+            process,
+        );
         e.file = Some(File::from_path(path));
         self.queue.push_back(e);
     }
