@@ -219,6 +219,12 @@ fn handle(sh: &Shared, r: FanRecord) {
     let Some(path) = super::procfs::read_link(&format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
         return;
     };
+    // The first bytes of a written file (Elastic's `file.Ext.header_bytes`:
+    // Mach-O, ELF, scripts), read through the fd the kernel handed over:
+    // the file as it was closed, whatever its path does next.
+    let header = (r.mask & libc::FAN_CLOSE_WRITE != 0 && sh.header_budget.take())
+        .then(|| header_bytes(&fd))
+        .flatten();
     drop(fd);
     let path = path.strip_suffix(" (deleted)").unwrap_or(&path).to_string();
     if r.mask & libc::FAN_OPEN_EXEC != 0 && pid > 0 && sh.tracking.load(Relaxed) {
@@ -230,6 +236,12 @@ fn handle(sh: &Shared, r: FanRecord) {
     for (ty, action) in actions(r.mask) {
         let mut ev = sh.base_event(Category::File, vec![ty], action);
         ev.file = Some(File::from_path(&path));
+        if let (Some(h), EventType::Change) = (&header, ty) {
+            ev.extra.insert(
+                "file.Ext.header_bytes",
+                dsl::event::ExtraValue::Str(h.as_str().into()),
+            );
+        }
         if pid > 0 {
             ev.process = Shared::process_from_view(pid, view.as_ref());
             ev.user.id = view
@@ -239,6 +251,15 @@ fn handle(sh: &Shared, r: FanRecord) {
         }
         sh.emit(c, ev);
     }
+}
+
+/// The first 16 bytes of the file, as lower-case hex (empty files: none).
+fn header_bytes(fd: &OwnedFd) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::from(fd.try_clone().ok()?);
+    let mut buf = [0u8; 16];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    (n > 0).then(|| buf[..n].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

@@ -224,9 +224,46 @@ pub(crate) struct Shared {
     exec_images: Mutex<ExecImages>,
     /// See [`LinuxSourceConfig::env_vars`].
     pub env_vars: Vec<String>,
+    /// Header reads of written files left this second.
+    pub header_budget: PerSecond,
     /// Whether the process connector is running (and so the table current).
     pub tracking: AtomicBool,
     pub own_pid: u32,
+}
+
+/// Written files whose first bytes are read, at most, per second: a write
+/// storm must not turn into a read storm.
+const HEADER_READS_PER_SEC: u64 = 2_000;
+
+/// A budget of `limit` per wall-clock second, shared by threads.
+#[derive(Debug)]
+pub(crate) struct PerSecond {
+    limit: u64,
+    /// The second (since the epoch) and the count used in it.
+    window: Mutex<(u64, u64)>,
+}
+
+impl PerSecond {
+    fn new(limit: u64) -> PerSecond {
+        PerSecond {
+            limit,
+            window: Mutex::new((0, 0)),
+        }
+    }
+
+    /// Takes one unit of this second's budget, if any is left.
+    pub fn take(&self) -> bool {
+        let now = (now_ns() / 1_000_000_000) as u64;
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if w.0 != now {
+            *w = (now, 0);
+        }
+        if w.1 >= self.limit {
+            return false;
+        }
+        w.1 += 1;
+        true
+    }
 }
 
 /// Longest wait for fanotify's record of one exec.
@@ -346,6 +383,7 @@ impl Shared {
             table: Mutex::new(ProcessTable::new(&cfg.host_id, &boot_id)),
             exec_images: Mutex::new(ExecImages::default()),
             env_vars: cfg.env_vars.clone(),
+            header_budget: PerSecond::new(HEADER_READS_PER_SEC),
             host_id: cfg.host_id.clone(),
             boot_id,
             push,

@@ -541,6 +541,54 @@ fn source_thread_ticks() -> u64 {
     total
 }
 
+/// A written file's first 16 bytes come with its modification event, as
+/// Elastic's `file.Ext.header_bytes` (hex): what a rule on Mach-O, ELF or
+/// script headers reads.
+#[test]
+fn written_files_carry_their_header_bytes() {
+    if !root_or_skip("written_files_carry_their_header_bytes") {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("vigil-hdr-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let path = fs::canonicalize(dir.path()).unwrap().join("payload");
+    let want = path.to_string_lossy().into_owned();
+    let (coll, push) = collector(move |e| {
+        e.file
+            .as_ref()
+            .and_then(|f| f.path.as_deref())
+            .is_some_and(|p| p.contains("vigil-hdr"))
+    });
+    let cfg = LinuxSourceConfig {
+        network_events: false,
+        ..config()
+    };
+    let mut src = LinuxSource::start(cfg, push).expect("start");
+    std::thread::sleep(Duration::from_millis(100));
+    // Written by a child: the agent ignores its own process's events.
+    let st = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "printf '\\177ELF\\002\\001\\001\\000rest of the binary, not read' > {}",
+            path.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let got = coll.wait_for(Instant::now() + WAIT, |e| action(e) == "modification");
+    src.stop();
+    let (_, e) = got.unwrap_or_else(|| panic!("no modification event: {:#?}", coll.all()));
+    assert_eq!(
+        e.extra.get("file.Ext.header_bytes"),
+        Some(&dsl::event::ExtraValue::Str(
+            // \x7fELF, class 64, little-endian, version 1, then "rest of ".
+            "7f454c460201010072657374206f6620".into()
+        ))
+    );
+}
+
 /// Exec events keep the allowed environment variables, read from
 /// `/proc/<pid>/environ`, and nothing else of the environment.
 #[test]
