@@ -555,12 +555,8 @@ fn written_files_carry_their_header_bytes() {
         .unwrap();
     let path = fs::canonicalize(dir.path()).unwrap().join("payload");
     let want = path.to_string_lossy().into_owned();
-    let (coll, push) = collector(move |e| {
-        e.file
-            .as_ref()
-            .and_then(|f| f.path.as_deref())
-            .is_some_and(|p| p.contains("vigil-hdr"))
-    });
+    let (coll, push) =
+        collector(move |e| e.file.as_ref().and_then(|f| f.path.as_deref()) == Some(want.as_str()));
     let cfg = LinuxSourceConfig {
         network_events: false,
         ..config()
