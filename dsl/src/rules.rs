@@ -254,16 +254,19 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
         .filter(|f| f.module_name().is_none() && !is_taxonomy(f))
     {
         if crate::sigma::is_sigma_path(&f.path) {
-            match crate::sigma::translate(&f.text, &taxonomy) {
-                Ok(t) => {
-                    warnings.extend(
-                        t.warnings
-                            .iter()
-                            .map(|w| sigma_error(f, Some(&t.rule.id), w)),
-                    );
-                    sigma.push((f, t.rule));
+            // A rule and the correlations that use it may share a file.
+            for t in crate::sigma::translate_all(&f.text, &taxonomy) {
+                match t {
+                    Ok(t) => {
+                        warnings.extend(
+                            t.warnings
+                                .iter()
+                                .map(|w| sigma_error(f, Some(&t.rule.id), w)),
+                        );
+                        sigma.push((f, t.rule));
+                    }
+                    Err(e) => errors.push(sigma_error(f, None, &e)),
                 }
-                Err(e) => errors.push(sigma_error(f, None, &e)),
             }
             continue;
         }
@@ -341,12 +344,23 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
                 .map(move |k| (k, q.clone()))
         })
         .collect();
+    // Rules a correlation names alert only through it, unless it says
+    // `generate: true` (the specification's default is false).
+    let quiet: std::collections::BTreeSet<String> = sigma
+        .iter()
+        .filter_map(|(_, r)| r.correlation.as_ref())
+        .filter(|c| !c.generate)
+        .flat_map(|c| c.rule_names().map(str::to_string).collect::<Vec<_>>())
+        .collect();
     // A `temporal` correlation is one rule per order of its rules: the
     // first keeps the id, the others add `/order-N`.
     let mut expanded = Vec::new();
     for (f, r) in sigma {
         let Some(c) = &r.correlation else {
-            expanded.push((f, r));
+            let named = quiet.contains(&r.id) || r.name.as_ref().is_some_and(|n| quiet.contains(n));
+            if !named {
+                expanded.push((f, r));
+            }
             continue;
         };
         match crate::sigma::correlation_query(c, &|n| queries.get(n).cloned(), &taxonomy) {

@@ -223,7 +223,9 @@ correlation:
     };
     assert_eq!(of("osa-curl"), [3]);
     assert_eq!(of("curl-3"), [30]);
-    assert_eq!(of("curl-run").len(), 3);
+    // Rules a correlation names alert only through it (`generate`
+    // defaults to false).
+    assert!(of("curl-run").is_empty() && of("osa").is_empty(), "{got:?}");
 }
 
 #[test]
@@ -506,4 +508,24 @@ fn temporal_in_any_order_and_value_count() {
     // Two values only: no alert.
     let got = alerts(&files, &events[..4]);
     assert!(!got.iter().any(|(r, _)| r == "v3"), "{got:?}");
+}
+
+/// The specification's example form: a rule and its correlation in one
+/// file, `---` between them; `generate: true` lets the rule alert too.
+#[test]
+fn a_rule_and_its_correlation_share_a_file() {
+    let yaml = "title: curl\nid: c1\nname: curl_run\nlogsource:\n    product: macos\n    category: process_creation\ndetection:\n    sel:\n        Image|endswith: '/curl'\n    condition: sel\n---\ntitle: two curls\nid: c2\ncorrelation:\n    type: event_count\n    rules: curl_run\n    generate: true\n    group-by: [host.id]\n    timespan: 1m\n    condition:\n        gte: 2\n---\n";
+    let events = [
+        exec(1, "/usr/bin/curl", &["curl"], "/bin/zsh"),
+        exec(2, "/usr/bin/curl", &["curl"], "/bin/zsh"),
+    ];
+    let got = alerts(&[("both.yml", yaml)], &events);
+    assert_eq!(
+        got,
+        [
+            ("c1".to_string(), 1),
+            ("c1".to_string(), 2),
+            ("c2".to_string(), 2)
+        ]
+    );
 }

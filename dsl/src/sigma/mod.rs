@@ -86,7 +86,17 @@ pub struct Correlation {
     runs: Option<u32>,
     /// `value_count`: the field whose values must differ.
     distinct: Option<String>,
+    /// Whether the rules it names also alert on their own (`generate`,
+    /// false by default).
+    pub generate: bool,
     at: Mark,
+}
+
+impl Correlation {
+    /// The rules it names (by `name` or `id`).
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|(n, _)| n.as_str())
+    }
 }
 
 /// What translating one file gives: the rule, and warnings (fields with no
@@ -103,12 +113,39 @@ pub fn is_sigma_path(path: &str) -> bool {
     (lower.ends_with(".yml") || lower.ends_with(".yaml")) && !lower.ends_with(taxonomy::FILE_NAME)
 }
 
-/// Translates one Sigma rule file.
+/// Translates a Sigma file's documents (a rule and the correlations
+/// that use it may share a file, separated by `---`).
+pub fn translate_all(text: &str, taxonomy: &Taxonomy) -> Vec<Result<Translated, SigmaError>> {
+    match yaml::parse_all(text) {
+        Err(e) => vec![Err(SigmaError {
+            at: e.at,
+            message: format!("not valid YAML: {}", e.message),
+        })],
+        Ok(docs) => docs
+            .iter()
+            // An empty document (a trailing `---`) holds no rule.
+            .filter(|d| d.scalar() != Some(Scalar::Null))
+            .map(|d| translate_doc(d, taxonomy))
+            .collect(),
+    }
+}
+
+/// Translates one Sigma rule file (its first document).
 pub fn translate(text: &str, taxonomy: &Taxonomy) -> Result<Translated, SigmaError> {
     let doc = yaml::parse(text).map_err(|e| SigmaError {
         at: e.at,
         message: format!("not valid YAML: {}", e.message),
     })?;
+    translate_doc(&doc, taxonomy)
+}
+
+fn translate_doc(doc: &Node, taxonomy: &Taxonomy) -> Result<Translated, SigmaError> {
+    if doc.get("action").is_some() {
+        return err(
+            doc.at(),
+            "Sigma rule collections (`action: global`, `reset`, `repeat`) are not supported: write each rule whole",
+        );
+    }
     if !matches!(doc, Node::Map(..)) {
         return err(
             doc.at(),
@@ -479,7 +516,16 @@ impl Translator<'_> {
                 "utf16 modifiers only apply before `base64` or `base64offset`",
             );
         }
-        let field = self.field(sigma_field, key.at())?;
+        // `'|all': [...]`: keywords with modifiers, read as keywords are
+        // (substrings of the command line).
+        let field = if sigma_field.is_empty() {
+            if !(m.startswith || m.endswith || m.re || m.cased) {
+                m.contains = true;
+            }
+            "process.command_line".to_string()
+        } else {
+            self.field(sigma_field, key.at())?
+        };
         let values: Vec<&Node> = match val {
             Node::Seq(items, _) => items.iter().collect(),
             Node::Map(_, at) => return err(*at, "a field's value is a value or a list of values"),
@@ -488,9 +534,11 @@ impl Translator<'_> {
         if values.is_empty() {
             return err(val.at(), "an empty list matches nothing");
         }
+        // A value's variants (windash, base64offset) are alternatives; the
+        // values themselves are joined by `and` under `all`.
         let mut tests = Vec::new();
         for v in values {
-            tests.extend(self.value_tests(&field, &m, v)?);
+            tests.push(join(self.value_tests(&field, &m, v)?, "or"));
         }
         Ok(join(tests, if m.all { "and" } else { "or" }))
     }
@@ -514,7 +562,27 @@ impl Translator<'_> {
             return Ok(ecs.to_string());
         }
         if !valid(sigma) {
-            return err(at, format!("`{sigma}` is not a field name vigil can read"));
+            // A web or proxy log's `cs-method`: no vigil event has it.
+            let safe: String = sigma
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            self.warnings.push(SigmaError {
+                at,
+                message: format!("`{sigma}` is no field of vigil's events: it reads as missing"),
+            });
+            let safe = if safe.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                safe
+            } else {
+                format!("f_{safe}")
+            };
+            return Ok(format!("?{safe}"));
         }
         if fields::lookup(sigma).is_none() {
             self.warnings.push(SigmaError {
@@ -619,6 +687,18 @@ impl Translator<'_> {
         // The literal values: as written, or encoded (with the dashes
         // varied before or after, as the modifiers are written).
         let mut values: Vec<Vec<Piece>> = if m.base64 || m.base64offset {
+            // The value's characters, escapes read; a wildcard cannot be
+            // encoded.
+            let text = match pieces(&text).as_slice() {
+                [] => String::new(),
+                [Piece::Text(t)] => t.clone(),
+                _ => {
+                    return err(
+                        v.at(),
+                        "a wildcard cannot be base64-encoded: escape it (\\*) or use contains",
+                    )
+                }
+            };
             let texts: Vec<String> = if m.windash && m.windash_first {
                 windash(vec![Piece::Text(text.clone())])
                     .into_iter()
@@ -706,8 +786,11 @@ impl Translator<'_> {
             })?;
             let n = |k: &str| cond.get(k).and_then(Node::scalar);
             let runs = match (n("gte"), n("gt")) {
-                (Some(Scalar::Int(n)), _) if n >= 1 => n as u32,
-                (_, Some(Scalar::Int(n))) if n >= 0 => n as u32 + 1,
+                (Some(Scalar::Int(n)), _) if (1..=100).contains(&n) => n as u32,
+                (_, Some(Scalar::Int(n))) if (0..100).contains(&n) => n as u32 + 1,
+                (Some(Scalar::Int(_)), _) | (_, Some(Scalar::Int(_))) => {
+                    return err(cond.at(), "vigil counts at most 100 events in a window")
+                }
                 _ => {
                     return err(
                         cond.at(),
@@ -752,6 +835,10 @@ impl Translator<'_> {
             timespan,
             runs,
             distinct,
+            generate: c
+                .get("generate")
+                .and_then(Node::scalar)
+                .is_some_and(|g| g == Scalar::Bool(true)),
             at: c.at(),
         })
     }
@@ -846,10 +933,13 @@ fn windash(p: Vec<Piece>) -> Vec<Vec<Piece>> {
         // Variants of this text piece.
         let chars: Vec<char> = t.chars().collect();
         let mut variants = vec![String::new()];
+        let word = |c: &char| c.is_alphanumeric() || *c == '_';
         for (i, &c) in chars.iter().enumerate() {
-            let starts_option = DASHES.contains(&c)
-                && (i == 0 || !chars[i - 1].is_alphanumeric())
-                && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
+            // pySigma's `\B[-/]\b`: a `-` or `/` after a non-word
+            // character (or the start) and before a word character.
+            let starts_option = matches!(c, '-' | '/')
+                && (i == 0 || !word(&chars[i - 1]))
+                && chars.get(i + 1).is_some_and(word);
             if starts_option && variants.len() < 64 {
                 variants = variants
                     .into_iter()
@@ -889,10 +979,15 @@ fn parse_condition(
         order,
     };
     let e = p.or()?;
-    if let Some((tok, off)) = tokens.get(p.pos) {
-        return p.error(*off, format!("unexpected `{tok}` in the condition"));
+    match tokens.get(p.pos) {
+        Some((tok, off)) if tok == "|" => p.error(
+            *off,
+            "aggregations (`| count() ...`) are deprecated in Sigma: write a correlation rule"
+                .into(),
+        ),
+        Some((tok, off)) => p.error(*off, format!("unexpected `{tok}` in the condition")),
+        None => Ok(e),
     }
-    Ok(e)
 }
 
 fn tokenize(text: &str) -> Vec<(String, usize)> {
@@ -1007,8 +1102,14 @@ impl CondParser<'_> {
                 let names: Vec<&String> = if target.eq_ignore_ascii_case("them") {
                     self.order.iter().filter(|n| !n.starts_with('_')).collect()
                 } else {
+                    // As `them`, a pattern leaves out `_` identifiers unless
+                    // it starts with `_` itself (pySigma).
                     let re = glob_regex(&target);
-                    self.order.iter().filter(|n| re.is_match(n)).collect()
+                    let hidden_ok = target.starts_with('_');
+                    self.order
+                        .iter()
+                        .filter(|n| re.is_match(n) && (hidden_ok || !n.starts_with('_')))
+                        .collect()
                 };
                 if names.is_empty() {
                     return self.error(target_off, format!("no search identifier matches `{target}`"));
@@ -1070,6 +1171,7 @@ pub fn correlation_query(
     };
     let span = c.timespan.trim();
     let valid_span = span.len() > 1
+        && span.is_ascii()
         && span[..span.len() - 1].bytes().all(|b| b.is_ascii_digit())
         && matches!(span.as_bytes()[span.len() - 1], b's' | b'm' | b'h' | b'd');
     if !valid_span {

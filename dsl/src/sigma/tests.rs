@@ -123,3 +123,65 @@ fn modifiers_apply_left_to_right() {
     let q = rule("  sel:\n    CommandLine|base64offset|windash|contains: ' -e '\n  condition: sel");
     assert_eq!(q.matches("process.command_line : ").count(), 3, "{q}");
 }
+
+/// Found by a review against pySigma: each was a panic or a rule that
+/// could never match.
+#[test]
+fn review_findings_stay_fixed() {
+    let t = Taxonomy::shipped();
+    // A non-ASCII timespan and a count past u32 were panics.
+    for (timespan, cond) in [
+        ("'é'", "gte: 2"),
+        ("1m", "gt: 4294967295"),
+        ("1m", "gte: 4294967297"),
+    ] {
+        let c = translate(
+            &format!("title: c\nid: c\ncorrelation:\n    type: event_count\n    rules: r\n    timespan: {timespan}\n    condition:\n        {cond}\n"),
+            &t,
+        );
+        let refused = match c {
+            Err(_) => true,
+            Ok(c) => correlation_query(
+                c.rule.correlation.as_ref().unwrap(),
+                &|_| Some("any where true".into()),
+                &t,
+            )
+            .is_err(),
+        };
+        assert!(refused, "{timespan} {cond}");
+    }
+    // `all` with variants: each value's variants are alternatives.
+    let q = rule("  sel:\n    CommandLine|windash|contains|all:\n      - ' -a'\n      - ' -b'\n  condition: sel");
+    assert!(q.contains(") and ("), "{q}");
+    assert_eq!(q.matches(" or ").count(), 8, "{q}");
+    // Escapes are read before encoding; a wildcard cannot be encoded.
+    let q = rule("  sel:\n    CommandLine|base64: 'a\\*b'\n  condition: sel");
+    assert!(q.contains("YSpi"), "{q}");
+    assert!(translate(
+        "title: t\nid: x\ndetection:\n  sel:\n    CommandLine|base64: 'pi*ng'\n  condition: sel\n",
+        &t
+    )
+    .is_err());
+    // `1 of x*` leaves out `_` identifiers, as `them` does.
+    let q = rule("  sel_a:\n    Image: a\n  _sel_b:\n    Image: b\n  condition: 1 of *");
+    assert!(!q.contains("\"b\""), "{q}");
+    // Keywords with modifiers, and a web log's field name: no error.
+    let q = rule("  keywords:\n    '|all':\n      - 'x'\n      - 'y'\n  condition: keywords");
+    assert!(
+        q.contains(r#"process.command_line : "*x*" and process.command_line : "*y*""#),
+        "{q}"
+    );
+    let w = translate(
+        "title: t\nid: x\nlogsource:\n  category: proxy\ndetection:\n  sel:\n    cs-method: GET\n  condition: sel\n",
+        &t,
+    )
+    .unwrap();
+    assert!(
+        w.warnings.iter().any(|w| w.message.contains("cs-method")),
+        "{:?}",
+        w.warnings
+    );
+    // windash leaves an en dash already there, and `_-x`, alone.
+    let q = rule("  sel:\n    CommandLine|windash: 'a_-x \u{2013}y'\n  condition: sel");
+    assert!(!q.contains(" or "), "{q}");
+}

@@ -110,19 +110,30 @@ pub struct YamlError {
 /// are refused: Sigma rules do not use them, and an alias bomb should not
 /// cost memory.
 pub fn parse(text: &str) -> Result<Node, YamlError> {
+    parse_all(text)?.into_iter().next().ok_or(YamlError {
+        at: Mark { line: 1, column: 1 },
+        message: "the file holds no YAML document".into(),
+    })
+}
+
+/// Every document of a YAML stream (`---` separated), at most 256.
+pub fn parse_all(text: &str) -> Result<Vec<Node>, YamlError> {
     let mut b = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut b, false).map_err(|e| YamlError {
+    parser.load(&mut b, true).map_err(|e| YamlError {
         at: Mark::of(*e.marker()),
         message: e.info().to_string(),
     })?;
     if let Some(e) = b.error {
         return Err(e);
     }
-    b.root.ok_or(YamlError {
-        at: Mark { line: 1, column: 1 },
-        message: "the file holds no YAML document".into(),
-    })
+    if b.docs.is_empty() {
+        return Err(YamlError {
+            at: Mark { line: 1, column: 1 },
+            message: "the file holds no YAML document".into(),
+        });
+    }
+    Ok(b.docs)
 }
 
 /// Deepest nesting accepted.
@@ -132,7 +143,7 @@ const MAX_DEPTH: usize = 64;
 struct Builder {
     /// Open collections: a sequence, or a map with its pending key.
     stack: Vec<(Node, Option<Node>)>,
-    root: Option<Node>,
+    docs: Vec<Node>,
     error: Option<YamlError>,
 }
 
@@ -140,8 +151,13 @@ impl Builder {
     fn push_value(&mut self, node: Node) {
         match self.stack.last_mut() {
             None => {
-                if self.root.is_none() {
-                    self.root = Some(node);
+                if self.docs.len() >= 256 {
+                    self.error = Some(YamlError {
+                        at: node.at(),
+                        message: "more than 256 documents in one file".into(),
+                    });
+                } else {
+                    self.docs.push(node);
                 }
             }
             Some((Node::Seq(items, _), _)) => items.push(node),
