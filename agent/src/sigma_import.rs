@@ -51,7 +51,7 @@ pub fn import_all(files: &[(String, String)], taxonomy: &Taxonomy) -> Vec<(Strin
             )
         })
         .collect();
-    let queries: BTreeMap<String, String> = translated
+    let queries: BTreeMap<String, (String, Option<String>)> = translated
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
         .filter(|r| r.correlation.is_none())
@@ -59,7 +59,7 @@ pub fn import_all(files: &[(String, String)], taxonomy: &Taxonomy) -> Vec<(Strin
             [Some(r.id.clone()), r.name.clone()]
                 .into_iter()
                 .flatten()
-                .map(|k| (k, r.query.clone()))
+                .map(|k| (k, (r.query.clone(), r.category.clone())))
         })
         .collect();
     let mut out = Vec::new();

@@ -333,11 +333,11 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
         }
     }
     // Sigma rules: plain ones first, then the correlations that name them.
-    let queries: BTreeMap<String, String> = sigma
+    let queries: BTreeMap<String, (String, Option<String>)> = sigma
         .iter()
         .filter(|(_, r)| r.correlation.is_none())
         .flat_map(|(_, r)| {
-            let q = r.query.clone();
+            let q = (r.query.clone(), r.category.clone());
             [Some(r.id.clone()), r.name.clone()]
                 .into_iter()
                 .flatten()

@@ -74,6 +74,8 @@ pub struct SigmaRule {
     pub at: Mark,
     /// Whether other rules of the set must be known first (a correlation).
     pub correlation: Option<Correlation>,
+    /// The `logsource` category (for the fields of correlations naming it).
+    pub category: Option<String>,
 }
 
 /// A correlation rule before the rules it names are known.
@@ -212,6 +214,7 @@ fn translate_doc(doc: &Node, taxonomy: &Taxonomy) -> Result<Translated, SigmaErr
             query,
             at,
             correlation,
+            category: t.category.clone(),
         },
         warnings: t.warnings,
     })
@@ -1148,15 +1151,18 @@ fn glob_regex(pat: &str) -> regex::Regex {
 /// one per order of its rules.
 pub fn correlation_query(
     c: &Correlation,
-    rules: &dyn Fn(&str) -> Option<String>,
+    rules: &dyn Fn(&str) -> Option<(String, Option<String>)>,
     taxonomy: &Taxonomy,
 ) -> Result<Vec<String>, SigmaError> {
     let mut stages = Vec::new();
+    // `group-by` fields map through the named rules' logsource category.
+    let mut category = None;
     for (name, at) in &c.rules {
-        let q = rules(name).ok_or_else(|| SigmaError {
+        let (q, cat) = rules(name).ok_or_else(|| SigmaError {
             at: *at,
             message: format!("the correlation names `{name}`, which no Sigma rule of this set defines (by name or id)"),
         })?;
+        category = category.or(cat);
         stages.push(q);
     }
     let by = if c.group_by.is_empty() {
@@ -1165,7 +1171,12 @@ pub fn correlation_query(
         let fields: Vec<String> = c
             .group_by
             .iter()
-            .map(|g| taxonomy.field(None, g).unwrap_or(g).to_string())
+            .map(|g| {
+                taxonomy
+                    .field(category.as_deref(), g)
+                    .unwrap_or(g)
+                    .to_string()
+            })
             .collect();
         format!(" by {}", fields.join(", "))
     };

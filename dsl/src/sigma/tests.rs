@@ -143,7 +143,7 @@ fn review_findings_stay_fixed() {
             Err(_) => true,
             Ok(c) => correlation_query(
                 c.rule.correlation.as_ref().unwrap(),
-                &|_| Some("any where true".into()),
+                &|_| Some(("any where true".into(), None)),
                 &t,
             )
             .is_err(),
@@ -184,4 +184,24 @@ fn review_findings_stay_fixed() {
     // windash leaves an en dash already there, and `_-x`, alone.
     let q = rule("  sel:\n    CommandLine|windash: 'a_-x \u{2013}y'\n  condition: sel");
     assert!(!q.contains(" or "), "{q}");
+}
+
+#[test]
+fn group_by_maps_through_the_named_rules_category() {
+    let t = Taxonomy::shipped();
+    let c = translate(
+        "title: c\nid: c\ncorrelation:\n    type: event_count\n    rules: r\n    group-by: [TargetFilename]\n    timespan: 1m\n    condition:\n        gte: 2\n",
+        &t,
+    )
+    .unwrap();
+    let q = correlation_query(
+        c.rule.correlation.as_ref().unwrap(),
+        &|_| Some(("file where true".into(), Some("file_event".into()))),
+        &t,
+    )
+    .unwrap();
+    assert!(
+        q[0].starts_with("sequence by file.path with maxspan=1m"),
+        "{q:?}"
+    );
 }
