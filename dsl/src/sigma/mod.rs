@@ -1146,12 +1146,15 @@ fn glob_regex(pat: &str) -> regex::Regex {
     regex::Regex::new(&format!("^{re}$")).expect("an escaped glob is a valid regex")
 }
 
+/// A rule a correlation names: its EQL query and logsource category.
+pub type NamedRule = (String, Option<String>);
+
 /// The EQL of a correlation rule, once the rules it names are known (by
 /// `name` or `id`: their translated queries): one query, or for `temporal`
 /// one per order of its rules.
 pub fn correlation_query(
     c: &Correlation,
-    rules: &dyn Fn(&str) -> Option<(String, Option<String>)>,
+    rules: &dyn Fn(&str) -> Option<NamedRule>,
     taxonomy: &Taxonomy,
 ) -> Result<Vec<String>, SigmaError> {
     let mut stages = Vec::new();
