@@ -275,10 +275,7 @@ impl Default for SourceSection {
             synthetic_plant: crate::sources::synthetic::Plant::Installer,
             replay_files: Vec::new(),
             replay_pace: false,
-            env_vars: crate::sources::es::mapping::DEFAULT_ENV_VARS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            env_vars: crate::sources::es::mapping::default_env_vars(),
         }
     }
 }

@@ -129,6 +129,36 @@ pub fn import(source: &str, toml_text: &str) -> Imported {
     }
     let mut seen = std::collections::HashSet::new();
     mitre.retain(|m| seen.insert(m.clone()));
+    let text = rule_file(&RuleText {
+        header: format!("// Imported by `vigil rules import` from {source}\n"),
+        id: &id,
+        name: rule.name.as_deref().unwrap_or(&id).trim(),
+        description: rule.description.as_deref().unwrap_or("").trim(),
+        severity: &severity,
+        risk: risk.clamp(0, 100),
+        mitre: &mitre,
+        tags: &rule.tags,
+        query: query.get_ref(),
+    });
+    Imported::Rule { id, text }
+}
+
+/// What `vigil rules import` writes of a rule, Elastic's or Sigma's.
+pub(crate) struct RuleText<'a> {
+    /// Comment lines saying where the rule came from.
+    pub header: String,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub severity: &'a str,
+    pub risk: i64,
+    pub mitre: &'a [String],
+    pub tags: &'a [String],
+    pub query: &'a str,
+}
+
+/// A rule file declaring one rule: every value a rhai literal.
+pub(crate) fn rule_file(r: &RuleText<'_>) -> String {
     let list = |items: &[String]| {
         items
             .iter()
@@ -136,23 +166,22 @@ pub fn import(source: &str, toml_text: &str) -> Imported {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let text = format!(
-        "// Imported by `vigil rules import` from {source}\n\
-         rule(#{{\n    id: {},\n    name: {},\n    description: {},\n    severity: {},\n    risk: {},\n    mitre: [{}],\n    tags: [{}],\n    query: {},\n}});\n",
-        rhai_string(&id),
-        rhai_string(rule.name.as_deref().unwrap_or(&id).trim()),
-        rhai_string(rule.description.as_deref().unwrap_or("").trim()),
-        rhai_string(&severity),
-        risk.clamp(0, 100),
-        list(&mitre),
-        list(&rule.tags),
-        rhai_string(query.get_ref()),
-    );
-    Imported::Rule { id, text }
+    format!(
+        "{}rule(#{{\n    id: {},\n    name: {},\n    description: {},\n    severity: {},\n    risk: {},\n    mitre: [{}],\n    tags: [{}],\n    query: {},\n}});\n",
+        r.header,
+        rhai_string(r.id),
+        rhai_string(r.name),
+        rhai_string(r.description),
+        rhai_string(r.severity),
+        r.risk,
+        list(r.mitre),
+        list(r.tags),
+        rhai_string(r.query),
+    )
 }
 
 /// A rhai string literal holding `s` exactly.
-pub(crate) fn rhai_string(s: &str) -> String {
+fn rhai_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

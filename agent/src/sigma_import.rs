@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use dsl::sigma::{self, taxonomy::Taxonomy, SigmaRule};
 
-use crate::elastic_import::{rhai_string, Imported};
+use crate::elastic_import::{rule_file, Imported, RuleText};
 
 /// The Sigma rule files under `paths` (files, or folders searched), and
 /// the field table of the first `sigma-taxonomy.yml` among them.
@@ -124,25 +124,19 @@ fn failed(e: &sigma::SigmaError) -> Imported {
 }
 
 fn rhai_text(source: &str, r: &SigmaRule) -> String {
-    let list = |items: &[String]| {
-        items
-            .iter()
-            .map(|s| rhai_string(s))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let risk = dsl::alert::Severity::parse(r.severity).map_or(47, |s| s.default_risk());
-    format!(
-        "// Imported by `vigil rules import` from the Sigma rule {source}\n\
-         // (author: {}; keep the author and the rule's licence when you share it).\n\
-         rule(#{{\n    id: {},\n    name: {},\n    description: {},\n    severity: {},\n    risk: {risk},\n    mitre: [{}],\n    tags: [{}],\n    query: {},\n}});\n",
-        r.author.as_deref().unwrap_or("unknown"),
-        rhai_string(&r.id),
-        rhai_string(if r.title.is_empty() { &r.id } else { &r.title }),
-        rhai_string(r.description.trim()),
-        rhai_string(r.severity),
-        list(&r.mitre),
-        list(&r.tags),
-        rhai_string(&r.query),
-    )
+    rule_file(&RuleText {
+        header: format!(
+            "// Imported by `vigil rules import` from the Sigma rule {source}\n\
+             // (author: {}; keep the author and the rule's licence when you share it).\n",
+            r.author.as_deref().unwrap_or("unknown")
+        ),
+        id: &r.id,
+        name: if r.title.is_empty() { &r.id } else { &r.title },
+        description: r.description.trim(),
+        severity: r.severity,
+        risk: dsl::alert::Severity::parse(r.severity).map_or(47, |s| i64::from(s.default_risk())),
+        mitre: &r.mitre,
+        tags: &r.tags,
+        query: &r.query,
+    })
 }

@@ -308,26 +308,7 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
         // Phase 3: validate and compile each declared rule.
         for p in pending {
             match build_rule(f, &ast, p, &mut warnings) {
-                Ok(rule) => match ids.get(&rule.meta.id).copied() {
-                    Some((idx, Origin::Shipped)) if f.origin == Origin::User => {
-                        rules[idx] = rule;
-                        ids.insert(rules[idx].meta.id.clone(), (idx, Origin::User));
-                    }
-                    Some((idx, _)) => errors.push(RuleError {
-                        file: f.path.clone(),
-                        line: 0,
-                        column: 0,
-                        rule_id: Some(rule.meta.id.clone()),
-                        message: format!(
-                            "duplicate rule id (first defined in {})",
-                            rules[idx].file
-                        ),
-                    }),
-                    None => {
-                        ids.insert(rule.meta.id.clone(), (rules.len(), f.origin));
-                        rules.push(rule);
-                    }
-                },
+                Ok(rule) => add_rule(f, rule, &mut rules, &mut ids, &mut errors),
                 Err(e) => errors.push(e),
             }
         }
@@ -390,23 +371,7 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
             continue;
         }
         match sigma_rule(f, r, &mut warnings) {
-            Ok(rule) => match ids.get(&rule.meta.id).copied() {
-                Some((idx, Origin::Shipped)) if f.origin == Origin::User => {
-                    rules[idx] = rule;
-                    ids.insert(rules[idx].meta.id.clone(), (idx, Origin::User));
-                }
-                Some((idx, _)) => errors.push(RuleError {
-                    file: f.path.clone(),
-                    line: 0,
-                    column: 0,
-                    rule_id: Some(rule.meta.id.clone()),
-                    message: format!("duplicate rule id (first defined in {})", rules[idx].file),
-                }),
-                None => {
-                    ids.insert(rule.meta.id.clone(), (rules.len(), f.origin));
-                    rules.push(rule);
-                }
-            },
+            Ok(rule) => add_rule(f, rule, &mut rules, &mut ids, &mut errors),
             Err(e) => errors.push(e),
         }
     }
@@ -414,6 +379,34 @@ pub fn load_rules(files: &[RuleFile]) -> LoadOutcome {
         rules: RuleSet::new(rules, engine),
         errors,
         warnings,
+    }
+}
+
+/// Adds a loaded rule: a user rule with a shipped rule's id replaces it;
+/// any other repeated id is an error.
+fn add_rule(
+    f: &RuleFile,
+    rule: Rule,
+    rules: &mut Vec<Rule>,
+    ids: &mut BTreeMap<String, (usize, Origin)>,
+    errors: &mut Vec<RuleError>,
+) {
+    match ids.get(&rule.meta.id).copied() {
+        Some((idx, Origin::Shipped)) if f.origin == Origin::User => {
+            rules[idx] = rule;
+            ids.insert(rules[idx].meta.id.clone(), (idx, Origin::User));
+        }
+        Some((idx, _)) => errors.push(RuleError {
+            file: f.path.clone(),
+            line: 0,
+            column: 0,
+            rule_id: Some(rule.meta.id.clone()),
+            message: format!("duplicate rule id (first defined in {})", rules[idx].file),
+        }),
+        None => {
+            ids.insert(rule.meta.id.clone(), (rules.len(), f.origin));
+            rules.push(rule);
+        }
     }
 }
 

@@ -191,7 +191,7 @@ fn translate_doc(doc: &Node, taxonomy: &Taxonomy) -> Result<Translated, SigmaErr
             at: doc.at(),
             message: "a Sigma rule needs a `detection` (or a `correlation`)".into(),
         })?;
-        let class = t.logsource(doc.get("logsource"), doc.at())?;
+        let class = t.logsource(doc.get("logsource"))?;
         let cond = t.detection(detection)?;
         (format!("{class} and ({cond})"), detection.at(), None)
     };
@@ -324,7 +324,7 @@ struct Modifiers {
 
 impl Translator<'_> {
     /// The EQL event class and filter of a `logsource`.
-    fn logsource(&mut self, ls: Option<&Node>, at: Mark) -> Result<String, SigmaError> {
+    fn logsource(&mut self, ls: Option<&Node>) -> Result<String, SigmaError> {
         let Some(ls) = ls else {
             return Ok("any where true".into());
         };
@@ -348,7 +348,6 @@ impl Translator<'_> {
         if let Some(s) = &service {
             return nothing(format!("`{s}` service"));
         }
-        let _ = at;
         Ok(match category.as_deref() {
             None => "any where true".into(),
             Some("process_creation") => {
@@ -704,16 +703,8 @@ impl Translator<'_> {
             };
             let texts: Vec<String> = if m.windash && m.windash_first {
                 windash(vec![Piece::Text(text.clone())])
-                    .into_iter()
-                    .map(|p| {
-                        p.into_iter()
-                            .map(|x| match x {
-                                Piece::Text(t) => t,
-                                Piece::Star => "*".into(),
-                                Piece::One => "?".into(),
-                            })
-                            .collect()
-                    })
+                    .iter()
+                    .map(|p| piece_text(p))
                     .collect()
             } else {
                 vec![text.clone()]
@@ -862,14 +853,7 @@ fn pattern_test(field: &str, p: &[Piece], cased: bool) -> String {
     let text_has_wild = p
         .iter()
         .any(|x| matches!(x, Piece::Text(t) if t.contains(['*', '?'])));
-    let joined: String = p
-        .iter()
-        .map(|x| match x {
-            Piece::Text(t) => t.as_str(),
-            Piece::Star => "*",
-            Piece::One => "?",
-        })
-        .collect();
+    let joined = piece_text(p);
     if !wild {
         return if cased {
             format!("{field} == {}", lit(&joined))
@@ -891,6 +875,17 @@ fn pattern_test(field: &str, p: &[Piece], cased: bool) -> String {
         .collect();
     let op = if cased { "regex" } else { "regex~" };
     format!("{field} {op} {}", lit(&re))
+}
+
+/// The pieces as one text, wildcards written `*` and `?`.
+fn piece_text(p: &[Piece]) -> String {
+    p.iter()
+        .map(|x| match x {
+            Piece::Text(t) => t.as_str(),
+            Piece::Star => "*",
+            Piece::One => "?",
+        })
+        .collect()
 }
 
 fn encode_utf16(text: &str, utf16: Option<&str>) -> Vec<u8> {

@@ -60,10 +60,9 @@ impl Taxonomy {
     /// field to ECS field); errors name the line.
     pub fn extend_from(&mut self, text: &str) -> Result<(), (yaml::Mark, String)> {
         let doc = yaml::parse(text).map_err(|e| (e.at, e.message))?;
-        let Node::Map(categories, at) = &doc else {
+        let Node::Map(categories, _) = &doc else {
             return Err((doc.at(), "expected a map of logsource categories".into()));
         };
-        let _ = at;
         for (cat, fields) in categories {
             let cat_name = cat
                 .text()

@@ -232,6 +232,11 @@ pub fn allowed_env(allow: &[String], env: Vec<String>) -> Vec<Text> {
         .collect()
 }
 
+/// [`DEFAULT_ENV_VARS`] as the configuration holds them.
+pub fn default_env_vars() -> Vec<String> {
+    DEFAULT_ENV_VARS.iter().map(|s| s.to_string()).collect()
+}
+
 impl MapContext {
     /// A macOS host; `boot` separates boots when the source knows it
     /// (pidversion restarts at boot).
@@ -258,7 +263,7 @@ impl MapContext {
             .leaked(),
             entity_prefix,
             texts: Arc::new(Mutex::new(TextCache::new(SHARED_TEXTS))),
-            env_allow: DEFAULT_ENV_VARS.iter().map(|s| s.to_string()).collect(),
+            env_allow: default_env_vars().into(),
         }
     }
 
@@ -325,7 +330,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
         } => {
             info(&mut e, Category::Process, vec![EventType::Start], "exec");
             e.user = user_of(&target, ctx);
-            effective_parent(&mut e, &target, ctx);
+            process_extras(&mut e, &target, ctx);
             let env = ctx.allowed_env(env);
             if !env.is_empty() {
                 e.extra.insert("process.env_vars", ExtraValue::List(env));
@@ -341,7 +346,7 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
         EsEvent::Fork { child } => {
             info(&mut e, Category::Process, vec![EventType::Start], "fork");
             e.user = user_of(&child, ctx);
-            effective_parent(&mut e, &child, ctx);
+            process_extras(&mut e, &child, ctx);
             let mut p = process_of(child, ctx);
             // The forking process is the parent, and ES gives all of it.
             p.parent = Some(Arc::new(Process {
@@ -353,14 +358,21 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
         EsEvent::Exit { stat } => {
             info(&mut e, Category::Process, vec![EventType::End], "exit");
             e.user = user_of(&process, ctx);
-            effective_parent(&mut e, &process, ctx);
+            process_extras(&mut e, &process, ctx);
             e.process = process_of(process, ctx);
             e.process.exit_code = Some(exit_code_from_status(stat));
         }
         EsEvent::Create { path } => {
             file_event(&mut e, process, ctx, EventType::Creation, "creation", path)
         }
-        EsEvent::Write { path } => file_event(
+        EsEvent::Close {
+            modified: false, ..
+        } => return Err(Skip::CloseUnmodified),
+        EsEvent::Write { path }
+        | EsEvent::Close {
+            path,
+            modified: true,
+        } => file_event(
             &mut e,
             process,
             ctx,
@@ -368,19 +380,6 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
             "modification",
             path,
         ),
-        EsEvent::Close { path, modified } => {
-            if !modified {
-                return Err(Skip::CloseUnmodified);
-            }
-            file_event(
-                &mut e,
-                process,
-                ctx,
-                EventType::Change,
-                "modification",
-                path,
-            )
-        }
         EsEvent::Rename {
             source,
             destination,
@@ -556,10 +555,12 @@ pub fn to_event(msg: EsMessage, ctx: &MapContext) -> Result<Event, Skip> {
     Ok(e)
 }
 
-/// `process.Ext.effective_parent.{pid, entity_id}` (Elastic Defend's
-/// names) from ES's responsible process, when it is another process; the
-/// [`ProcessCache`] names its executable.
-fn effective_parent(e: &mut Event, p: &EsProcess, ctx: &MapContext) {
+/// What ES says of a process beyond the typed fields, as Elastic Defend
+/// names it: `process.code_signature.exists`, and
+/// `process.Ext.effective_parent.{pid, entity_id}` from the responsible
+/// process when it is another process (the [`ProcessCache`] names its
+/// executable).
+fn process_extras(e: &mut Event, p: &EsProcess, ctx: &MapContext) {
     // Signed at all (ad hoc too), as Elastic Defend's `exists`: the
     // kernel's flag, where a signing id alone would also name ad hoc
     // signatures of modified code.
@@ -619,7 +620,7 @@ fn file_event(
 ) {
     info(e, Category::File, vec![ty], action);
     e.user = user_of(&process, ctx);
-    effective_parent(e, &process, ctx);
+    process_extras(e, &process, ctx);
     e.process = process_of(process, ctx);
     e.file = Some(File::from_path(&path));
 }

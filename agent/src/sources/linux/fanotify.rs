@@ -222,10 +222,11 @@ fn handle(sh: &Shared, r: FanRecord) {
     // The first bytes of a written file (Elastic's `file.Ext.header_bytes`:
     // Mach-O, ELF, scripts), read through the fd the kernel handed over:
     // the file as it was closed, whatever its path does next.
+    let file = std::fs::File::from(fd);
     let header = (r.mask & libc::FAN_CLOSE_WRITE != 0 && sh.header_budget.take())
-        .then(|| header_bytes(&fd))
+        .then(|| header_bytes(&file))
         .flatten();
-    drop(fd);
+    drop(file);
     let path = path.strip_suffix(" (deleted)").unwrap_or(&path).to_string();
     if r.mask & libc::FAN_OPEN_EXEC != 0 && pid > 0 && sh.tracking.load(Relaxed) {
         // The image the kernel handed over: an exec whose process is gone
@@ -254,9 +255,8 @@ fn handle(sh: &Shared, r: FanRecord) {
 }
 
 /// The first 16 bytes of the file, as lower-case hex (empty files: none).
-fn header_bytes(fd: &OwnedFd) -> Option<String> {
+fn header_bytes(file: &std::fs::File) -> Option<String> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::from(fd.try_clone().ok()?);
     let mut buf = [0u8; 16];
     let n = file.read_at(&mut buf, 0).ok()?;
     (n > 0).then(|| buf[..n].iter().map(|b| format!("{b:02x}")).collect())

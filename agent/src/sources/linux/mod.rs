@@ -96,10 +96,7 @@ impl LinuxSourceConfig {
             fanotify_mark: FanotifyMark::Mount,
             socket_poll_interval: Duration::from_millis(200),
             poll_sockets_on_exec: true,
-            env_vars: crate::sources::es::mapping::DEFAULT_ENV_VARS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            env_vars: crate::sources::es::mapping::default_env_vars(),
         }
     }
 

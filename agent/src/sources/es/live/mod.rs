@@ -48,10 +48,7 @@ impl EsSourceConfig {
             host_id: host_id.into(),
             subscribe_write: false,
             sockets: Some(PollerConfig::default()),
-            env_vars: crate::sources::es::mapping::DEFAULT_ENV_VARS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            env_vars: crate::sources::es::mapping::default_env_vars(),
         }
     }
 }
